@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app dps
+# make run starts a simulated clock inside the DPS period, so the demo is a living DPS.
+DEMO_CLOCK ?= 2024-11-18T09:30
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test assets install clean
+
+$(BIN)/activate:
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The GOV.UK Frontend styles are built from npm at install time and never committed.
+# Without npm the site still works, unstyled.
+assets:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd assets && npm ci --silent --no-audit --no-fund && npm run --silent build; \
+	else \
+		echo "npm not found: the pages will work but will be unstyled (see README)"; \
+	fi
+
+run: install assets
+	$(FLASK) db upgrade
+	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) demo load --if-empty
+	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) run --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) assets/node_modules dps/static/build

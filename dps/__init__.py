@@ -1,0 +1,124 @@
+"""The CCIN Dynamic Purchasing System: the application factory."""
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from govuk_frontend_wtf.main import WTFormsHelpers
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, PrefixLoader
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as config_module
+from .extensions import csrf, db, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application. ``config`` overrides the environment (used by tests)."""
+    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app.config.update(config_module.load(app.instance_path, overrides=config))
+    logging.basicConfig(level=app.config["DPS_LOG_LEVEL"])
+    app.logger.setLevel(app.config["DPS_LOG_LEVEL"])
+
+    proxies = app.config.get("DPS_PROXY_COUNT", 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+    app.jinja_loader = ChoiceLoader([
+        FileSystemLoader(str(PROJECT_ROOT / "templates")),
+        PrefixLoader({
+            "govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja"),
+            "govuk_frontend_wtf": PackageLoader("govuk_frontend_wtf"),
+        }),
+    ])
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    WTFormsHelpers(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "public.sign_in"
+    login_manager.login_message = "Sign in to see this page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    with app.app_context():
+        from .database import configure_engine
+
+        configure_engine(db.engine)
+
+    from . import filters, hooks
+
+    filters.register(app)
+    hooks.register(app)
+
+    from .views import public, team
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(team.bp)
+
+    # Blueprints of the other two parts: they import dps, never the other way round at module
+    # level, so the import happens here, inside the factory.
+    from buyers import bp as buyers_bp
+    from suppliers import bp as suppliers_bp
+
+    app.register_blueprint(suppliers_bp)
+    app.register_blueprint(buyers_bp)
+
+    from .cli import register as register_cli
+
+    register_cli(app)
+    _register_error_pages(app)
+    return app
+
+
+def _register_error_pages(app: Flask) -> None:
+    def render_error(code: int, title: str, message: str):
+        return render_template("errors/error.html", code=code, title=title, message=message), code
+
+    @app.errorhandler(400)
+    def bad_request(_e):
+        return render_error(400, "There is a problem with your request", "Go back and try again.")
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_e):
+        return render_error(
+            400,
+            "This form has expired",
+            "For your security, forms expire when you sign in or out in another tab. Go back, reload the page and try again.",
+        )
+
+    @app.errorhandler(403)
+    def forbidden(_e):
+        return render_error(403, "You cannot see this page", "Your account does not give you access to this page. If you think it should, contact the DPS team.")
+
+    @app.errorhandler(404)
+    def not_found(_e):
+        return render_error(404, "Page not found", "If you typed the web address, check it is correct. If you pasted the web address, check you copied the entire address.")
+
+    @app.errorhandler(405)
+    def method_not_allowed(_e):
+        return render_error(405, "That action is not allowed here", "Use the buttons and links on the page.")
+
+    @app.errorhandler(413)
+    def too_large(_e):
+        mb = app.config["DPS_MAX_UPLOAD_MB"]
+        return render_error(413, "The file is too large", f"Files must be smaller than {mb} MB. Go back and choose a smaller file.")
+
+    @app.errorhandler(500)
+    def server_error(_e):
+        db.session.rollback()
+        return render_error(500, "Sorry, there is a problem with the service", "Try again later. Nothing you had already saved has been lost.")
+
+
+def csp_nonce() -> str:
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce

@@ -1,0 +1,129 @@
+"""Configuration from ``DPS_*`` environment variables.
+
+Every setting the product reads is listed in ``SETTINGS`` with its default, so the README's
+configuration table and this module cannot drift apart (a test compares them).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when configuration is missing or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    description: str
+    default: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DPS_ENV", "`development` (embedded defaults) or `production` (secrets required, secure cookies).", "development"),
+    Setting("DPS_DATABASE_URL", "SQLAlchemy URL of the database, e.g. `postgresql+psycopg://dps@db/dps`.", "SQLite file `instance/dps.sqlite3`"),
+    Setting("DPS_SECRET_KEY", "Key that signs sessions and CSRF tokens. Required in production.", "generated once into `instance/secret_key`"),
+    Setting("DPS_STORAGE_URL", "Where documents are kept: a local folder (`file:///path`) or S3 (`s3://bucket/prefix`).", "`instance/documents`"),
+    Setting("DPS_S3_ENDPOINT_URL", "Endpoint of an S3-compatible service (MinIO, Ceph); unset for AWS.", "unset"),
+    Setting("DPS_SMTP_URL", "Outgoing mail server, `smtp://user:password@host:587?starttls=1` or `smtps://...:465`. Unset: mail stays in the outbox table and the log.", "unset"),
+    Setting("DPS_MAIL_FROM", "The From address of the service's emails.", "`CCIN DPS <no-reply@dps.example.org>`"),
+    Setting("DPS_BASE_URL", "The site's public address, used for links in emails.", "`http://127.0.0.1:5000`"),
+    Setting("DPS_CLOCK", "Start a simulated clock at this Europe/London time (e.g. `2023-06-01T09:00`); it then runs forward and the DPS team can move it on. For training and demos only.", "unset (real time)"),
+    Setting("DPS_OCID_PREFIX", "The OCDS ocid prefix registered for this publisher.", "`ocds-ccindps`"),
+    Setting("DPS_MAX_UPLOAD_MB", "Largest document a user may upload, in megabytes.", "20"),
+    Setting("DPS_PROXY_COUNT", "How many reverse proxies stand in front of the app; their X-Forwarded-* headers are then trusted (real client addresses for the audit log and sign-in limits).", "0"),
+    Setting("DPS_LOG_LEVEL", "Python log level of the application log.", "INFO"),
+)
+
+
+def _instance_path(app_instance_path: str) -> Path:
+    path = Path(app_instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _embedded_secret_key(instance: Path) -> str:
+    """Development only: a key generated once and kept beside the database, never in the repo."""
+    key_file = instance / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def load(instance_path: str, environ: dict[str, str] | None = None, overrides: dict | None = None) -> dict:
+    """Build the Flask configuration from the environment, then apply ``overrides`` (tests)."""
+    env = dict(os.environ if environ is None else environ)
+    overrides = dict(overrides or {})
+
+    def get(name: str) -> str | None:
+        if name in overrides:
+            return overrides[name]
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    instance = _instance_path(instance_path)
+    mode = (get("DPS_ENV") or "development").lower()
+    if mode not in ("development", "production"):
+        raise ConfigError(f"DPS_ENV must be 'development' or 'production', not {mode!r}")
+    production = mode == "production"
+
+    secret_key = get("DPS_SECRET_KEY")
+    if secret_key is None:
+        if production:
+            raise ConfigError(
+                "DPS_SECRET_KEY is not set. In production it is required: set it to a long random "
+                "value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)."
+            )
+        secret_key = _embedded_secret_key(instance)
+
+    database_url = get("DPS_DATABASE_URL")
+    if database_url is None:
+        if production:
+            raise ConfigError("DPS_DATABASE_URL is not set. In production it is required (PostgreSQL).")
+        database_url = f"sqlite:///{instance / 'dps.sqlite3'}"
+    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+        # psycopg 3 is the driver we ship; accept the plain URL people copy from their provider.
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+
+    try:
+        max_upload_mb = int(get("DPS_MAX_UPLOAD_MB") or "20")
+    except ValueError as exc:
+        raise ConfigError("DPS_MAX_UPLOAD_MB must be a whole number of megabytes") from exc
+
+    try:
+        proxy_count = int(get("DPS_PROXY_COUNT") or "0")
+    except ValueError as exc:
+        raise ConfigError("DPS_PROXY_COUNT must be a whole number") from exc
+
+    config = {
+        "DPS_ENV": mode,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "DPS_STORAGE_URL": get("DPS_STORAGE_URL") or f"file://{instance / 'documents'}",
+        "DPS_S3_ENDPOINT_URL": get("DPS_S3_ENDPOINT_URL"),
+        "DPS_SMTP_URL": get("DPS_SMTP_URL"),
+        "DPS_MAIL_FROM": get("DPS_MAIL_FROM") or "CCIN DPS <no-reply@dps.example.org>",
+        "DPS_BASE_URL": (get("DPS_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        "DPS_CLOCK": get("DPS_CLOCK"),
+        "DPS_OCID_PREFIX": get("DPS_OCID_PREFIX") or "ocds-ccindps",
+        "DPS_MAX_UPLOAD_MB": max_upload_mb,
+        "MAX_CONTENT_LENGTH": (max_upload_mb + 1) * 1024 * 1024,
+        "DPS_PROXY_COUNT": proxy_count,
+        "DPS_LOG_LEVEL": get("DPS_LOG_LEVEL") or "INFO",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_DURATION": 0,
+        "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead: a long form is not lost to a timeout
+        "TESTING": False,
+    }
+    # Anything else a caller passes (TESTING, WTF_CSRF_ENABLED...) goes straight into Flask's config.
+    for key, value in overrides.items():
+        if not key.startswith("DPS_") or key not in config:
+            config[key] = value
+    return config

@@ -1,0 +1,88 @@
+"""Per-request hooks: schema check, clock, session validity, security headers, template context."""
+from __future__ import annotations
+
+from flask import Flask, current_app, g, render_template, request, url_for
+from flask_login import current_user
+
+from . import clock
+from .extensions import db, login_manager
+from .models import User
+
+# Navigation per role: (label, endpoint).
+NAVIGATION = {
+    "supplier": [("Your applications", "suppliers.dashboard"), ("Colleagues", "suppliers.colleagues")],
+    "buyer": [("Your organisation", "buyers.dashboard"), ("Colleagues", "buyers.colleagues")],
+    "dps_admin": [("DPS team", "team.dashboard"), ("Accounts", "team.users"), ("Clock", "team.clock")],
+    "auditor": [("Audit", "team.dashboard")],
+}
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """The id carries the session version; a session from before a sign-out, password change or
+    deactivation no longer matches and is treated as signed out."""
+    try:
+        raw_id, raw_version = user_id.split(":")
+        uid, version = int(raw_id), int(raw_version)
+    except ValueError:
+        return None
+    user = db.session.get(User, uid)
+    if user is None or not user.active or user.session_version != version:
+        return None
+    return user
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def check_schema():
+        if request.endpoint == "static" or app.extensions.get("dps_schema_ok"):
+            return None
+        from .database import schema_problem
+
+        problem = schema_problem(app)
+        if problem:
+            app.logger.error(problem)
+            return render_template("errors/schema.html", message=problem), 503
+        app.extensions["dps_schema_ok"] = True  # a fact about the database, not user state
+        return None
+
+    @app.before_request
+    def start_clock():
+        if request.endpoint != "static":
+            clock.sync()
+
+    @app.after_request
+    def security_headers(response):
+        nonce = g.get("csp_nonce", "")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+            f"script-src 'self' 'nonce-{nonce}'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if current_user and getattr(current_user, "is_authenticated", False):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def template_context():
+        from . import csp_nonce
+
+        nav = []
+        if current_user.is_authenticated:
+            for label, endpoint in NAVIGATION.get(current_user.role, []):
+                nav.append({
+                    "text": label,
+                    "href": url_for(endpoint),
+                    "active": request.endpoint == endpoint,
+                })
+        simulated = clock.is_simulated()
+        return {
+            "cspNonce": csp_nonce(),
+            "navigation": nav,
+            "clock_simulated": simulated,
+            "clock_now": clock.now() if simulated else None,
+            "service_name": "CCIN Dynamic Purchasing System",
+        }

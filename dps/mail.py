@@ -1,0 +1,96 @@
+"""Email through an outbox.
+
+``queue`` writes the message in the caller's transaction, so an email goes out only if the change
+it reports was committed. ``deliver_pending`` sends what is waiting over SMTP when DPS_SMTP_URL
+is set; without it, messages stay in the outbox table and are written to the log.
+"""
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import clock
+from .extensions import db
+from .models import OutboxMessage
+
+MAX_ATTEMPTS = 5
+
+
+def queue(to_address: str, subject: str, body: str) -> OutboxMessage:
+    message = OutboxMessage(to_address=to_address, subject=subject, body=body, created_at=clock.now(), attempts=0)
+    db.session.add(message)
+    db.session.flush()
+    current_app.logger.info("Email queued to %s: %s\n%s", to_address, subject, body)
+    return message
+
+
+def _connect(url: str) -> smtplib.SMTP:
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    host = parts.hostname or "localhost"
+    timeout = float(options.get("timeout", 10))
+    if parts.scheme == "smtps":
+        server: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465, timeout=timeout,
+                                                context=ssl.create_default_context())
+    elif parts.scheme == "smtp":
+        server = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
+        if options.get("starttls", "0").lower() in ("1", "true", "yes"):
+            server.starttls(context=ssl.create_default_context())
+    else:
+        raise ValueError("DPS_SMTP_URL must start with smtp:// or smtps://")
+    if parts.username:
+        server.login(unquote(parts.username), unquote(parts.password or ""))
+    return server
+
+
+def deliver_pending(limit: int = 100) -> tuple[int, int]:
+    """Send waiting messages. Returns (sent, failed). Commits after each message, so a crash
+    mid-way neither loses nor repeats what was already sent."""
+    url = current_app.config.get("DPS_SMTP_URL")
+    if not url:
+        return (0, 0)
+    pending = db.session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    ).all()
+    if not pending:
+        return (0, 0)
+    sent = failed = 0
+    sender = current_app.config["DPS_MAIL_FROM"]
+    try:
+        server = _connect(url)
+    except (OSError, smtplib.SMTPException) as exc:
+        for message in pending:
+            message.attempts += 1
+            message.last_error = f"could not connect: {exc}"
+        db.session.commit()
+        current_app.logger.warning("SMTP server unreachable: %s", exc)
+        return (0, len(pending))
+    with server:
+        for message in pending:
+            email = EmailMessage()
+            email["From"] = sender
+            email["To"] = message.to_address
+            email["Subject"] = message.subject
+            email["Message-ID"] = make_msgid(domain="dps.example.org")
+            email.set_content(message.body)
+            message.attempts += 1
+            try:
+                server.send_message(email)
+            except smtplib.SMTPException as exc:
+                message.last_error = str(exc)
+                failed += 1
+            else:
+                message.sent_at = clock.now()
+                message.last_error = None
+                sent += 1
+            db.session.commit()
+    return (sent, failed)

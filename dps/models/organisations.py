@@ -1,0 +1,97 @@
+"""Organisations: network members, the network itself, and suppliers."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .types import UTCDateTime
+
+# Kinds of organisation. Members keep the kinds of the network's own list.
+KINDS = (
+    "council",
+    "combined_authority",
+    "town_parish_community_council",
+    "opposition_group",
+    "organisation",
+    "network",
+    "supplier",
+)
+# Kinds that are contracting authorities under PCR 2015 and so may award call-offs.
+CONTRACTING_AUTHORITY_KINDS = ("council", "combined_authority", "town_parish_community_council")
+MEMBERSHIP_TIERS = ("full", "associate", "affiliate")
+NATIONS = ("England", "Wales", "Scotland", "Northern Ireland")
+LEGAL_FORMS = (
+    "company",
+    "cic",
+    "co_operative",
+    "community_benefit_society",
+    "charity",
+    "partnership",
+    "sole_trader",
+)
+SIZES = ("micro", "small", "medium", "large")
+
+KIND_LABELS = {
+    "council": "Council",
+    "combined_authority": "Combined authority",
+    "town_parish_community_council": "Town, parish or community council",
+    "opposition_group": "Opposition group",
+    "organisation": "Organisation",
+    "network": "The network",
+    "supplier": "Supplier",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Organisation(db.Model):
+    __tablename__ = "organisations"
+    __table_args__ = (
+        CheckConstraint(_in("kind", KINDS), name="kind"),
+        CheckConstraint(f"membership IS NULL OR {_in('membership', MEMBERSHIP_TIERS)}", name="membership"),
+        CheckConstraint(f"nation IS NULL OR {_in('nation', NATIONS)}", name="nation"),
+        CheckConstraint(f"legal_form IS NULL OR {_in('legal_form', LEGAL_FORMS)}", name="legal_form"),
+        CheckConstraint(f"size IS NULL OR {_in('size', SIZES)}", name="size"),
+        UniqueConstraint("identifier_scheme", "identifier_id", name="uq_organisations_identifier"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    # Network membership (members only): full, associate or affiliate.
+    membership: Mapped[str | None] = mapped_column(String(20))
+    # Whose bank holidays apply (members); where a supplier is registered (suppliers).
+    nation: Mapped[str | None] = mapped_column(String(20))
+    # org-id.guide identifier, e.g. GB-LAE + OLD, GB-COH + 01234567.
+    identifier_scheme: Mapped[str | None] = mapped_column(String(20))
+    identifier_id: Mapped[str | None] = mapped_column(String(40))
+    # Suppliers only.
+    legal_form: Mapped[str | None] = mapped_column(String(40))
+    registration_number: Mapped[str | None] = mapped_column(String(40))
+    size: Mapped[str | None] = mapped_column(String(10))
+    is_vcse: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def is_supplier(self) -> bool:
+        return self.kind == "supplier"
+
+    @property
+    def is_network(self) -> bool:
+        return self.kind == "network"
+
+    @property
+    def is_contracting_authority(self) -> bool:
+        return self.kind in CONTRACTING_AUTHORITY_KINDS
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS[self.kind]
+
+    def __repr__(self) -> str:
+        return f"<Organisation {self.id} {self.name!r}>"

@@ -1,0 +1,166 @@
+"""Public pages and the account pages every role shares (sign in, passwords, invitations)."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from .. import clock
+from ..extensions import db
+from ..forms import (
+    ChangePasswordForm,
+    ConfirmForm,
+    ForgottenPasswordForm,
+    ResendConfirmationForm,
+    SetPasswordForm,
+    SignInForm,
+)
+from ..models import Agreement
+from ..services import ServiceError, accounts
+from .helpers import attach_error, client_ip, render_form, safe_next
+
+bp = Blueprint("public", __name__)
+
+HOME_BY_ROLE = {
+    "supplier": "suppliers.dashboard",
+    "buyer": "buyers.dashboard",
+    "dps_admin": "team.dashboard",
+    "auditor": "team.dashboard",
+}
+
+
+def home_for(user) -> str:
+    return url_for(HOME_BY_ROLE[user.role])
+
+
+@bp.route("/")
+def index():
+    agreement = db.session.scalar(select(Agreement).order_by(Agreement.id))
+    return render_template("public/index.html", agreement=agreement, today=clock.today_london())
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = SignInForm()
+    unconfirmed = False
+    if form.validate_on_submit():
+        try:
+            user = accounts.sign_in(form.email.data, form.password.data, client_ip())
+        except accounts.UnconfirmedEmail as exc:
+            db.session.commit()
+            form.form_errors.append(exc.message)
+            unconfirmed = True
+        except accounts.SignInError as exc:
+            db.session.commit()  # the failed attempt counts towards the limit
+            form.form_errors.append(exc.message)
+        else:
+            db.session.commit()
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")) or home_for(user))
+    return render_form("public/sign_in.html", form, unconfirmed=unconfirmed,
+                       resend_form=ResendConfirmationForm(formdata=None, email=form.email.data))
+
+
+@bp.route("/sign-out", methods=["POST"])
+@login_required
+def sign_out():
+    accounts.sign_out(current_user._get_current_object())
+    db.session.commit()
+    logout_user()
+    flash("You have been signed out on every device.", "success")
+    return redirect(url_for("public.sign_in"))
+
+
+@bp.route("/forgotten-password", methods=["GET", "POST"])
+def forgotten_password():
+    form = ForgottenPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(form.email.data)
+        db.session.commit()
+        return render_template("public/check_email.html", email=form.email.data, purpose="reset")
+    return render_form("public/forgotten_password.html", form)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    if accounts.find_token(token, "reset_password") is None:
+        return render_template("public/link_expired.html", purpose="reset"), 404
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.reset_password(token, form.password.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            logout_user()
+            flash("Your password has been changed. Sign in with your new password.", "success")
+            return redirect(url_for("public.sign_in"))
+    return render_form("public/set_password.html", form, heading="Choose a new password")
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+def accept_invitation(token: str):
+    invitation = accounts.find_token(token, "invitation")
+    if invitation is None:
+        return render_template("public/link_expired.html", purpose="invitation"), 404
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.accept_invitation(token, form.password.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            logout_user()
+            flash("Your account is ready. Sign in with your email address and new password.", "success")
+            return redirect(url_for("public.sign_in"))
+    return render_form("public/set_password.html", form, heading="Choose your password",
+                       invited=invitation.user)
+
+
+@bp.route("/confirm-email/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    if accounts.find_token(token, "confirm_email") is None:
+        return render_template("public/link_expired.html", purpose="confirm"), 404
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        accounts.confirm_email(token)
+        db.session.commit()
+        flash("Your email address is confirmed. You can now sign in.", "success")
+        return redirect(url_for("public.sign_in"))
+    # Confirming is a change of state, so the link shows a button rather than acting on GET.
+    return render_form("public/confirm_email.html", form)
+
+
+@bp.route("/resend-confirmation", methods=["POST"])
+def resend_confirmation():
+    form = ResendConfirmationForm()
+    if form.validate_on_submit():
+        accounts.resend_confirmation(form.email.data)
+        db.session.commit()
+        return render_template("public/check_email.html", email=form.email.data, purpose="confirm")
+    return redirect(url_for("public.sign_in"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(current_user._get_current_object(), form.current_password.data, form.password.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            # The new password ended every session, this one included: start a fresh one here.
+            login_user(current_user._get_current_object())
+            flash("Your password has been changed. You have been signed out on your other devices.", "success")
+            return redirect(url_for("public.account"))
+    return render_form("public/account.html", form)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, url_for
+from flask_login import current_user
+
+from dps.auth import role_gate
+from dps.extensions import db
+from dps.forms import SupplierSignUpForm
+from dps.services import ServiceError, accounts
+from dps.views.colleagues import colleagues_page
+from dps.views.helpers import attach_error, render_form
+
+bp = Blueprint("suppliers", __name__, url_prefix="/supplier")
+role_gate(bp, roles=("supplier",), public_endpoints=("sign_up",))
+
+
+@bp.route("/sign-up", methods=["GET", "POST"])
+def sign_up():
+    if current_user.is_authenticated:
+        return redirect(url_for("public.index"))
+    form = SupplierSignUpForm()
+    if form.validate_on_submit():
+        try:
+            accounts.sign_up_supplier(organisation_name=form.organisation_name.data, name=form.name.data,
+                                      email=form.email.data, password=form.password.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            return render_template("public/check_email.html", email=form.email.data, purpose="sign_up")
+    return render_form("suppliers/sign_up.html", form)
+
+
+@bp.route("/")
+def dashboard():
+    return render_template("suppliers/dashboard.html", organisation=current_user.organisation)
+
+
+@bp.route("/colleagues", methods=["GET", "POST"])
+def colleagues():
+    return colleagues_page("suppliers.colleagues")
