@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jinja2 import BytecodeCache
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -50,6 +51,8 @@ def _base_config(database_url: str, **extra) -> dict:
         "DPS_STORAGE_URL": None,
         "TESTING": True,
         "DPS_SMTP_URL": None,
+        # Cheap hashing keeps the suite fast; test_passwords_use_owasp_parameters checks the real ones.
+        "ARGON2_PARAMETERS": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1},
     }
     config.update(extra)
     return config
@@ -127,9 +130,27 @@ class Client(FlaskClient):
         return self.post(url, data=payload, **kwargs)
 
 
+class _SharedBytecodeCache(BytecodeCache):
+    """Each test makes a new app; sharing compiled templates between them saves most of the time."""
+
+    def __init__(self) -> None:
+        self._store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        if bucket.key in self._store:
+            bucket.bytecode_from_string(self._store[bucket.key])
+
+    def dump_bytecode(self, bucket) -> None:
+        self._store[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATE_CACHE = _SharedBytecodeCache()
+
+
 def make_app(database_url: str, **extra) -> Flask:
     app = create_app(_base_config(database_url, **extra))
     app.test_client_class = Client
+    app.jinja_env.bytecode_cache = _TEMPLATE_CACHE
     return app
 
 

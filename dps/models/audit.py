@@ -19,8 +19,10 @@ class AuditEvent(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Who did it: a user (NULL for the system and the command line), with their email and
-    # organisation copied so the row still reads true if the account changes later.
+    # Who did it: a user (NULL for the system and the command line), with their email copied so
+    # the row still reads true if the account changes later. organisation_id is the acting
+    # user's organisation; when no user acted (system, command line), the organisation the
+    # event concerns.
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     actor_label: Mapped[str] = mapped_column(String(320))
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,9 +19,20 @@ from ..models.users import ROLES
 from . import ServiceError
 
 # OWASP Password Storage Cheat Sheet: argon2id, 19 MiB of memory, 2 iterations, 1 lane.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-# A hash of a password nobody has, so that signing in as an unknown email costs the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Only the test suite passes cheaper ones (config ARGON2_PARAMETERS), to stay fast.
+OWASP_ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
+
+
+@lru_cache(maxsize=4)
+def _hasher_for(time_cost: int, memory_cost: int, parallelism: int) -> tuple[PasswordHasher, str]:
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    # A hash of a password nobody has, so that signing in as an unknown email costs the same time.
+    return hasher, hasher.hash(secrets.token_urlsafe(16))
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    params = current_app.config.get("ARGON2_PARAMETERS") or OWASP_ARGON2
+    return _hasher_for(params["time_cost"], params["memory_cost"], params["parallelism"])
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
@@ -51,7 +63,7 @@ def normalise_email(email: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def password_problem(password: str, *, email: str = "", name: str = "", organisation: str = "") -> str | None:
@@ -68,14 +80,15 @@ def password_problem(password: str, *, email: str = "", name: str = "", organisa
 
 
 def _check_password(user: User | None, password: str) -> bool:
+    hasher, dummy_hash = _hasher()
     try:
-        ok = _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+        ok = hasher.verify(user.password_hash if user and user.password_hash else dummy_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
     if user is None or not user.password_hash:
         return False
-    if ok and _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if ok and hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
     return ok
 
 

@@ -1,0 +1,595 @@
+"""Demo data: the network's real members and budget, one agreement with three lots, invented
+suppliers, and one sign-in for each kind of person.
+
+Buyers are the real members of 31 July 2020 (``dps/data``, from the network's annual report
+2019/20). Suppliers are invented: the demo must never make a real firm look like a DPS supplier,
+so their names, people and registration numbers are fictional.
+
+Everything is written inside the caller's transaction, with an audit event per object, exactly
+as a service would; the caller commits.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import resources
+from typing import Literal, TypedDict
+
+from sqlalchemy import func, select
+
+from . import audit, clock
+from .extensions import db
+from .models import Agreement, Allocation, BudgetLine, BudgetYear, Lot, Organisation, User
+from .models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
+from .services import ServiceError
+from .services.accounts import create_user, password_problem
+
+ACTOR = "demo loader"
+MEMBERS_FILE = "ccin-members-2020-07-31.csv"
+MEMBER_KINDS = ("council", "town_parish_community_council", "opposition_group", "organisation")
+NETWORK_NAME = "Co-operative Councils' Innovation Network"
+ACCOUNTABLE_BODY = "Oldham Council"
+# The annual report lists the combined authority among the councils; it is a different kind of
+# contracting authority, and its identifier and reporting differ from a council's.
+COMBINED_AUTHORITIES = frozenset({"Greater Manchester Combined Authority"})
+# org-id.guide lists of local authorities, by the nation whose list a member belongs to.
+AUTHORITY_SCHEMES = {"England": "GB-LAE", "Wales": "GB-PLA", "Scotland": "GB-LAS"}
+
+
+class DemoError(Exception):
+    """The demo data cannot be loaded (a database in use, a weak password, or a broken plan)."""
+
+
+# The agreement -------------------------------------------------------------------------------
+
+AGREEMENT = {
+    "reference": "CCIN-DPS-2020",
+    "title": "CCIN Dynamic Purchasing System 2020 to 2025",
+    "description": (
+        "An open list of pre-qualified suppliers that the network's Full and Associate Members, "
+        "and the network itself, can call on for co-operative policy work. It covers developing "
+        "policy, implementing prototypes and building capacity, both in communities and inside "
+        "councils. Suppliers may apply to join any lot at any time while the system is open."
+    ),
+    "starts_on": date(2020, 4, 1),
+    "ends_on": date(2025, 3, 31),
+    "legal_regime": "Public Contracts Regulations 2015, regulation 34",
+    "nation": "England",
+}
+
+# These lot titles and criteria are illustrative: the network's public notices name only "Lot 1"
+# (the "Co-operative Difference in Care" research call-off), so the split into three lots follows
+# the three uses the network describes: policy, prototypes and capacity building.
+LOTS: tuple[dict[str, object], ...] = (
+    {
+        "number": 1,
+        "title": "Research, evaluation and policy development",
+        "description": (
+            "Research, evidence reviews, evaluation of funded projects and the development of "
+            "co-operative policy options for member councils and the network, including reports "
+            "written for publication."
+        ),
+        "selection_criteria": (
+            "Employer's liability insurance of at least £5 million, public liability insurance of at "
+            "least £1 million and professional indemnity insurance of at least £1 million, each "
+            "valid on the date of application. Two case studies from the last three years of "
+            "research, evaluation or policy work for a public body or community organisation, each "
+            "with a named referee who may be contacted. A research ethics and data protection "
+            "policy meeting UK GDPR, including how personal data from interviews is kept and "
+            "destroyed. Audited accounts for the last two years, or for organisations trading for "
+            "less than two years a bank reference."
+        ),
+    },
+    {
+        "number": 2,
+        "title": "Prototyping, service design and implementation",
+        "description": (
+            "Designing, testing and putting into practice new co-operative services with the "
+            "people who will use them: user research, prototypes, pilots and the support to run "
+            "them, in communities and inside councils."
+        ),
+        "selection_criteria": (
+            "Employer's liability insurance of at least £5 million, public liability insurance of at "
+            "least £2 million and professional indemnity insurance of at least £1 million. Two case "
+            "studies from the last three years in which the supplier designed and ran a service "
+            "prototype or pilot with its users, each with a named referee and the outcomes "
+            "achieved. A safeguarding policy and enhanced DBS checks for staff who will work with "
+            "children or adults at risk. An accessibility statement describing how prototypes are "
+            "tested with disabled people."
+        ),
+    },
+    {
+        "number": 3,
+        "title": "Capacity building, training and community development",
+        "description": (
+            "Training, coaching, facilitation and community development that leave councils, "
+            "residents and community groups better able to run co-operative projects themselves."
+        ),
+        "selection_criteria": (
+            "Employer's liability insurance of at least £5 million, public liability insurance of at "
+            "least £2 million and professional indemnity insurance of at least £500,000. Two case "
+            "studies from the last three years of training or community development delivered to "
+            "a public body, community group or voluntary organisation, each with a named referee. "
+            "A safeguarding policy and enhanced DBS checks for trainers working with children or "
+            "adults at risk. Evidence that trainers hold a recognised training or facilitation "
+            "qualification, or have at least two years' experience of delivering similar work."
+        ),
+    },
+)
+
+
+# Suppliers -----------------------------------------------------------------------------------
+
+SupplierState = Literal["admitted", "pending", "rejected", "suspended"]
+
+
+class SupplierPlan(TypedDict):
+    name: str
+    legal_form: str
+    size: str
+    vcse: bool
+    nation: str
+    registration_number: str | None
+    slug: str
+    contact_name: str
+    contact_email: str
+    lots: list[int]
+    state: SupplierState
+    # Why a rejected or suspended supplier is in that state ("" otherwise): the decision notes a
+    # later issue needs when it turns this plan into applications.
+    note: str
+
+
+def _supplier(name: str, legal_form: str, size: str, vcse: bool, nation: str,
+              registration_number: str | None, slug: str, contact_name: str, lots: list[int],
+              state: SupplierState, note: str = "") -> SupplierPlan:
+    first_name = contact_name.split()[0].lower()
+    return SupplierPlan(
+        name=name, legal_form=legal_form, size=size, vcse=vcse, nation=nation,
+        registration_number=registration_number, slug=slug, contact_name=contact_name,
+        contact_email=f"{first_name}@{slug}.example.org", lots=lots, state=state, note=note,
+    )
+
+
+# Every supplier, person and number here is invented. The registration numbers have the format of
+# their register but sit in ranges those registers have not reached (England and Wales companies
+# 99xxxxxx, Scottish SC999xxx, LLPs OC999xxx, charities 1999xxx and SC099xxx, societies RS099xxx),
+# so none can point at a real body. Applications do not exist yet: this is each supplier's
+# intended standing, for the applications work to turn into applications and decisions.
+SUPPLIER_PLAN: list[SupplierPlan] = [
+    _supplier("Brightwater Co-operative Research Ltd", "co_operative", "small", True, "England",
+              "RS099101", "brightwater", "Amara Okafor", [1], "admitted"),
+    _supplier("Kinder Street Consulting CIC", "cic", "micro", True, "England",
+              "99010234", "kinderstreet", "Tom Hargreaves", [1, 2], "admitted"),
+    _supplier("Northern Commons Community Benefit Society", "community_benefit_society", "medium", True,
+              "England", "RS099102", "northerncommons", "Priya Raman", [3], "admitted"),
+    _supplier("Fernhill Policy Partners LLP", "partnership", "medium", False, "England",
+              "OC999101", "fernhill", "Jonathan Pike", [1, 2], "admitted"),
+    _supplier("Pennine Ridge Evaluation Ltd", "company", "small", False, "England",
+              "99010235", "pennineridge", "Sarah Whitfield", [1], "admitted"),
+    _supplier("Larchmoor Civic Design Ltd", "company", "large", False, "England",
+              "99010236", "larchmoor", "David Mensah", [2], "admitted"),
+    _supplier("Saltmarsh Community Learning Trust", "charity", "medium", True, "England",
+              "1999101", "saltmarsh", "Grace Adeyemi", [3], "admitted"),
+    _supplier("Cwm Teg Co-operative Cyf", "co_operative", "micro", True, "Wales",
+              "RS099103", "cwmteg", "Rhian Evans", [2, 3], "admitted"),
+    _supplier("Thistlebank Community Learning", "charity", "small", True, "Scotland",
+              "SC099101", "thistlebank", "Callum Fraser", [3], "admitted"),
+    _supplier("Oakapple Training Co-operative Ltd", "co_operative", "small", True, "England",
+              "RS099104", "oakapple", "Nadia Hussain", [3], "admitted"),
+    _supplier("Juniper Yard Service Design Ltd", "company", "medium", False, "England",
+              "99010237", "juniperyard", "Ben Castellano", [2], "admitted"),
+    _supplier("Helen Ashdown Research", "sole_trader", "micro", False, "England",
+              None, "ashdownresearch", "Helen Ashdown", [1], "admitted"),
+    _supplier("Wayfarer Community Enterprise CIC", "cic", "small", True, "England",
+              "99010238", "wayfarer", "Joseph Nwosu", [2, 3], "admitted"),
+    _supplier("Kestrel Lane Data Co-operative Ltd", "co_operative", "micro", True, "England",
+              "RS099105", "kestrellane", "Lucy Tran", [1, 2], "admitted"),
+    _supplier("Tidewell Kitchen Collective CIC", "cic", "micro", True, "England",
+              "99010239", "tidewell", "Olivia Brennan", [2], "pending"),
+    _supplier("Marcus Bell Facilitation", "sole_trader", "micro", False, "England",
+              None, "marcusbell", "Marcus Bell", [3], "pending"),
+    _supplier("Quickwin Procurement Solutions Ltd", "company", "small", False, "England",
+              "99010240", "quickwin", "Gary Lomax", [1], "rejected",
+              "Professional indemnity insurance of £250,000, below the £1 million Lot 1 requires, and "
+              "one case study instead of two."),
+    _supplier("Copperfold Management Consultants Ltd", "company", "large", False, "England",
+              "99010241", "copperfold", "Richard Ellison", [1, 2], "suspended",
+              "Did not return a renewed self-declaration within 5 working days after a reported "
+              "change of ownership."),
+]
+
+
+def supplier_identifier_scheme(legal_form: str, nation: str) -> str | None:
+    """The org-id.guide list a supplier's registration number belongs to (None: no register)."""
+    if legal_form in ("company", "cic", "partnership"):
+        return "GB-COH"
+    if legal_form in ("co_operative", "community_benefit_society"):
+        return "GB-MPR"
+    if legal_form == "charity":
+        return "GB-SC" if nation == "Scotland" else "GB-CHC"
+    return None
+
+
+# People who sign in --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StaffAccount:
+    email: str
+    name: str
+    role: str
+    organisation: str
+
+
+STAFF: tuple[StaffAccount, ...] = (
+    StaffAccount("team@dps.example.org", "Fiona Marsden", "dps_admin", ACCOUNTABLE_BODY),
+    StaffAccount("auditor@dps.example.org", "Imran Siddiqui", "auditor", ACCOUNTABLE_BODY),
+    StaffAccount("buyer@oldham.example.org", "Rachel Ogden", "buyer", ACCOUNTABLE_BODY),
+    StaffAccount("buyer@plymouth.example.org", "Kerry Tremayne", "buyer", "Plymouth City Council"),
+    StaffAccount("buyer@ccin.example.org", "Martin Hughes", "buyer", NETWORK_NAME),
+)
+
+
+# The budget ----------------------------------------------------------------------------------
+
+POLICY_LABS = "Policy Labs"
+POLICY_PROTOTYPES = "Policy Prototypes"
+NETWORK_COMMISSIONING = "Network commissioning"
+FIRST_YEAR, LAST_YEAR = 2020, 2024  # financial years 2020/21 to 2024/25, the DPS period
+
+
+def _pounds(amount: int) -> int:
+    return amount * 100
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    programme: str
+    total_pence: int
+    cap_per_call_off_pence: int | None
+    # (member's name, project title, amount in pence or None for the cap)
+    allocations: tuple[tuple[str, str, int | None], ...]
+
+
+# The network's funding table: caps rose in 2023; 2022's totals are the report's "in all" figures.
+# Project titles and the councils they go to are invented for the demo.
+_LABS: dict[int, tuple[int, tuple[tuple[str, str, int | None], ...]]] = {
+    2020: (10_000, (
+        ("Oldham Council", "Community wealth building lab", None),
+        ("Plymouth City Council", "Social value in procurement lab", None),
+        ("Preston City Council", "Anchor institutions and local spending lab", None),
+        ("Kirklees Council", "Co-operative approaches to climate action lab", None),
+        ("Cardiff Council", "Youth participation and co-production lab", None),
+    )),
+    2021: (10_000, (
+        ("Oldham Council", "Neighbourhood working and early help lab", None),
+        ("Plymouth City Council", "Community energy partnerships lab", None),
+        ("Lambeth Council", "Co-operative housing models lab", None),
+        ("Sunderland City Council", "Digital inclusion lab", None),
+        ("Glasgow City Council", "Participatory budgeting lab", None),
+        ("Salford City Council", "Fair work charter lab", None),
+        ("Greater Manchester Combined Authority", "Co-operative business growth lab", None),
+    )),
+    2022: (10_000, (
+        ("Oldham Council", "Co-operative difference in care lab", None),
+        ("Plymouth City Council", "Community food systems lab", None),
+        ("Croydon Council", "Resident-led regeneration lab", None),
+        ("Birmingham City Council", "Social enterprise in adult social care lab", None),
+        ("Knowsley Metropolitan Borough Council", "Community asset transfer lab", None),
+        ("Bristol City Council", "Inclusive economy indicators lab", None),
+    )),
+    2023: (20_000, (
+        ("Oldham Council", "Cost of living and community resilience lab", None),
+        ("Plymouth City Council", "Co-operative place-making lab", None),
+        ("Newcastle City Council", "Net zero neighbourhoods lab", None),
+        ("Telford and Wrekin Council", "Co-operative childcare lab", None),
+    )),
+    2024: (20_000, (
+        ("Plymouth City Council", "Community-owned renewable energy lab", None),
+        ("Rochdale Metropolitan Borough Council", "Co-production with care leavers lab", None),
+        ("Southampton City Council", "Shared ownership of local services lab", None),
+    )),
+}
+
+# A few projects asked for less than the cap, so some lines keep headroom for new allocations.
+_PROTOTYPES: dict[int, tuple[int, tuple[tuple[str, str, int | None], ...]]] = {
+    2020: (1_500, (
+        ("Oldham Council", "Co-operative care at home prototype", None),
+        ("Plymouth City Council", "Community food network prototype", None),
+        ("Barking & Dagenham Council", "Street-level participation prototype", None),
+        ("Bassetlaw District Council", "Rural transport co-operative prototype", None),
+        ("Brent Council", "Youth enterprise hub prototype", None),
+        ("Cheshire West & Chester Council", "Community benefit from new housing prototype", None),
+        ("Hull City Council", "Co-operative tenancy support prototype", _pounds(1_250)),
+        ("Milton Keynes Council", "Time banking prototype", None),
+        ("Oxford City Council", "Community energy switching prototype", None),
+        ("Rochdale Metropolitan Borough Council", "Mutual aid network prototype", None),
+        ("Stevenage Borough Council", "Co-operative neighbourhood management prototype", _pounds(1_200)),
+        ("Torbay Council", "Social prescribing co-operative prototype", None),
+        ("Seaton Valley Community Council", "Community-run library prototype", None),
+    )),
+    2021: (1_500, (
+        ("Oldham Council", "Community shop prototype", None),
+        ("Plymouth City Council", "Young people's co-operative prototype", None),
+        ("Sandwell Metropolitan Borough Council", "Co-operative homecare rota prototype", None),
+        ("South Tyneside Council", "Community wealth mapping prototype", None),
+        ("Tameside Council", "Community-led green spaces prototype", None),
+        ("Billingham Town Council", "Town centre co-operative market prototype", None),
+        ("Royal Borough of Greenwich", "Digital skills co-operative prototype", None),
+    )),
+    2022: (1_500, (
+        ("Oldham Council", "Warm spaces network prototype", None),
+        ("Plymouth City Council", "Repair café co-operative prototype", None),
+        ("North Hertfordshire District Council", "Community composting prototype", _pounds(1_000)),
+        ("Preston City Council", "Worker co-operative start-up support prototype", None),
+        ("South Ribble Borough Council", "Community transport booking prototype", None),
+        ("Sunderland City Council", "Care co-operative recruitment prototype", None),
+        ("Burntwood Town Council", "Community events co-operative prototype", None),
+        ("Halewood Town Council", "Youth voice panel prototype", None),
+        ("Winsford Town Council", "Community allotment co-operative prototype", None),
+        ("Woughton Community Council", "Estate residents' co-operative prototype", None),
+    )),
+    2023: (2_000, (
+        ("Oldham Council", "Community food pantry prototype", None),
+        ("Plymouth City Council", "Co-operative bike repair prototype", None),
+        ("Kirklees Council", "Community heat pump buying club prototype", None),
+        ("Salford City Council", "Co-operative home adaptations prototype", None),
+        ("Cardiff Council", "Welsh-language community co-operative prototype", None),
+    )),
+    2024: (2_000, (
+        ("Oldham Council", "Co-operative childminding network prototype", None),
+        ("Plymouth City Council", "Community land trust feasibility prototype", None),
+        ("Glasgow City Council", "Tenants' energy co-operative prototype", _pounds(1_800)),
+        ("Lambeth Council", "Co-operative catering for schools prototype", None),
+        ("Brent Council", "Neighbourhood care circles prototype", None),
+    )),
+}
+
+# The network's own research and commissioning: no cap per call-off (the Community Food
+# Initiatives call-off alone was £50,000); the yearly total is the demo's assumption.
+NETWORK_COMMISSIONING_TOTAL = _pounds(120_000)
+NETWORK_PROJECT = "Network research and evaluation"
+
+
+def year_label(start_year: int) -> str:
+    return f"{start_year}/{(start_year + 1) % 100:02d}"
+
+
+def _capped_line(programme: str, cap_pounds: int,
+                 projects: tuple[tuple[str, str, int | None], ...]) -> LinePlan:
+    # The total is the number of funded projects times the cap, as the network budgets it.
+    cap = _pounds(cap_pounds)
+    return LinePlan(programme, cap * len(projects), cap, projects)
+
+
+def budget_plan() -> dict[int, tuple[LinePlan, ...]]:
+    """The lines of each financial year (keyed by the year it starts), with their allocations."""
+    plan: dict[int, tuple[LinePlan, ...]] = {}
+    for year in range(FIRST_YEAR, LAST_YEAR + 1):
+        plan[year] = (
+            _capped_line(POLICY_LABS, *_LABS[year]),
+            _capped_line(POLICY_PROTOTYPES, *_PROTOTYPES[year]),
+            LinePlan(NETWORK_COMMISSIONING, NETWORK_COMMISSIONING_TOTAL, None,
+                     ((NETWORK_NAME, NETWORK_PROJECT, NETWORK_COMMISSIONING_TOTAL),)),
+        )
+    return plan
+
+
+# Loading -------------------------------------------------------------------------------------
+
+def database_is_empty() -> bool:
+    """True when there are no organisations and no users: demo data may then be loaded."""
+    organisations = db.session.scalar(select(func.count()).select_from(Organisation))
+    users = db.session.scalar(select(func.count()).select_from(User))
+    return organisations == 0 and users == 0
+
+
+def read_members() -> list[dict[str, str]]:
+    """The members file shipped in ``dps/data``, checked against the model's vocabularies."""
+    text = resources.files("dps").joinpath("data", MEMBERS_FILE).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for number, row in enumerate(rows, start=2):
+        problems = []
+        if row["membership"] not in MEMBERSHIP_TIERS:
+            problems.append(f"unknown membership {row['membership']!r}")
+        if row["kind"] not in MEMBER_KINDS:
+            problems.append(f"unknown kind {row['kind']!r}")
+        if row["nation"] and row["nation"] not in NATIONS:
+            problems.append(f"unknown nation {row['nation']!r}")
+        # Working days are counted by a member's nation, so a member who can buy must have one.
+        if row["membership"] != "affiliate" and not row["nation"]:
+            problems.append("no nation for a Full or Associate Member")
+        if problems:
+            raise DemoError(f"{MEMBERS_FILE} line {number} ({row['name']}): {'; '.join(problems)}")
+    return rows
+
+
+def _record(action: str, object_type: str, object_id: int, data: dict, organisation_id: int | None = None) -> None:
+    audit.record(action, object_type, object_id, data, actor_label=ACTOR, organisation_id=organisation_id)
+
+
+def _add_organisation(org: Organisation) -> Organisation:
+    db.session.add(org)
+    db.session.flush()
+    _record("organisation.created", "organisation", org.id, {
+        "name": org.name,
+        "kind": org.kind,
+        "membership": org.membership,
+        "nation": org.nation,
+        "identifier_scheme": org.identifier_scheme,
+        "identifier_id": org.identifier_id,
+        "legal_form": org.legal_form,
+        "registration_number": org.registration_number,
+        "size": org.size,
+        "is_vcse": org.is_vcse,
+    }, organisation_id=org.id)
+    return org
+
+
+def _load_members(now: datetime) -> dict[str, Organisation]:
+    members: dict[str, Organisation] = {}
+    for row in read_members():
+        kind = "combined_authority" if row["name"] in COMBINED_AUTHORITIES else row["kind"]
+        nation = row["nation"] or None
+        # Register codes are left out: no reliable list of them is to hand, and an invented code
+        # would be worse than none in an export.
+        # The org-id local authority lists hold principal authorities only: town, parish and
+        # community councils are not on them, so they get no scheme rather than a wrong one.
+        principal = kind in ("council", "combined_authority")
+        scheme = AUTHORITY_SCHEMES.get(nation or "") if principal else None
+        members[row["name"]] = _add_organisation(Organisation(
+            name=row["name"], kind=kind, membership=row["membership"], nation=nation,
+            identifier_scheme=scheme, identifier_id=None, created_at=now,
+        ))
+    return members
+
+
+def _load_suppliers(now: datetime) -> dict[str, Organisation]:
+    suppliers: dict[str, Organisation] = {}
+    for plan in SUPPLIER_PLAN:
+        if plan["legal_form"] not in LEGAL_FORMS or plan["size"] not in SIZES or plan["nation"] not in NATIONS:
+            raise DemoError(f"Supplier plan for {plan['name']}: unknown legal form, size or nation")
+        scheme = supplier_identifier_scheme(plan["legal_form"], plan["nation"])
+        suppliers[plan["name"]] = _add_organisation(Organisation(
+            name=plan["name"], kind="supplier", nation=plan["nation"], legal_form=plan["legal_form"],
+            registration_number=plan["registration_number"], size=plan["size"], is_vcse=plan["vcse"],
+            identifier_scheme=scheme if plan["registration_number"] else None,
+            identifier_id=plan["registration_number"] if scheme else None,
+            created_at=now,
+        ))
+    return suppliers
+
+
+def _load_agreement(accountable_body: Organisation) -> Agreement:
+    agreement = Agreement(accountable_body=accountable_body, **AGREEMENT)
+    db.session.add(agreement)
+    db.session.flush()
+    _record("agreement.created", "agreement", agreement.id, {
+        "reference": agreement.reference,
+        "title": agreement.title,
+        "starts_on": agreement.starts_on.isoformat(),
+        "ends_on": agreement.ends_on.isoformat(),
+        "accountable_body_id": accountable_body.id,
+        "legal_regime": agreement.legal_regime,
+        "nation": agreement.nation,
+    }, organisation_id=accountable_body.id)
+    for spec in LOTS:
+        lot = Lot(agreement=agreement, **spec)
+        db.session.add(lot)
+        db.session.flush()
+        _record("lot.created", "lot", lot.id, {
+            "agreement_id": agreement.id,
+            "number": lot.number,
+            "title": lot.title,
+        }, organisation_id=accountable_body.id)
+    return agreement
+
+
+def _may_hold_allocation(org: Organisation, programme: str) -> bool:
+    if programme == NETWORK_COMMISSIONING:
+        return org.is_network
+    # Member projects are call-offs a member awards itself, so only Full and Associate Members
+    # that are contracting authorities can hold them.
+    return org.is_contracting_authority and org.membership in ("full", "associate")
+
+
+def _load_budget(organisations: dict[str, Organisation]) -> None:
+    for start, lines in budget_plan().items():
+        year = BudgetYear(label=year_label(start), starts_on=date(start, 4, 1), ends_on=date(start + 1, 3, 31))
+        db.session.add(year)
+        db.session.flush()
+        _record("budget_year.created", "budget_year", year.id, {
+            "label": year.label,
+            "starts_on": year.starts_on.isoformat(),
+            "ends_on": year.ends_on.isoformat(),
+        })
+        for spec in lines:
+            line = BudgetLine(year=year, programme=spec.programme, total_pence=spec.total_pence,
+                              cap_per_call_off_pence=spec.cap_per_call_off_pence, allocated_pence=0)
+            db.session.add(line)
+            db.session.flush()
+            _record("budget_line.created", "budget_line", line.id, {
+                "year": year.label,
+                "programme": line.programme,
+                "total_pence": line.total_pence,
+                "cap_per_call_off_pence": line.cap_per_call_off_pence,
+            })
+            for org_name, title, amount in spec.allocations:
+                _allocate(line, organisations, org_name, title, amount)
+
+
+def _allocate(line: BudgetLine, organisations: dict[str, Organisation], org_name: str, title: str,
+              amount: int | None) -> None:
+    where = f"{line.programme} {line.year.label}, {title!r}"
+    org = organisations.get(org_name)
+    if org is None:
+        raise DemoError(f"{where}: no organisation called {org_name!r}")
+    if not _may_hold_allocation(org, line.programme):
+        raise DemoError(f"{where}: {org_name} cannot hold an allocation from this line")
+    amount = line.cap_per_call_off_pence if amount is None else amount
+    if amount is None or amount <= 0:
+        raise DemoError(f"{where}: no amount")
+    if line.cap_per_call_off_pence is not None and amount > line.cap_per_call_off_pence:
+        raise DemoError(f"{where}: the amount is over the line's cap per call-off")
+    if line.allocated_pence + amount > line.total_pence:
+        raise DemoError(f"{where}: the line's total would be exceeded")
+    allocation = Allocation(line=line, organisation=org, project_title=title, amount_pence=amount,
+                            committed_pence=0)
+    line.allocated_pence += amount
+    db.session.add(allocation)
+    db.session.flush()
+    _record("allocation.created", "allocation", allocation.id, {
+        "line_id": line.id,
+        "year": line.year.label,
+        "programme": line.programme,
+        "organisation_id": org.id,
+        "project_title": title,
+        "amount_pence": amount,
+        "line_allocated_pence": line.allocated_pence,
+    }, organisation_id=org.id)
+
+
+def _sign_in(email: str, name: str, role: str, organisation: Organisation, password: str) -> dict[str, str]:
+    try:
+        create_user(email=email, name=name, role=role, organisation=organisation, password=password,
+                    confirmed=True, actor_label=ACTOR)
+    except ServiceError as exc:
+        raise DemoError(f"Could not create {email}: {exc.message}") from exc
+    return {"email": email, "role": role, "organisation": organisation.name}
+
+
+def load_demo(password: str) -> list[dict[str, str]]:
+    """Load the demo into the current session (the caller commits) and return its sign-ins.
+
+    Every account gets ``password``, already confirmed, so a trainer can hand out one password.
+    Refuses a database that holds any organisation or user: demo rows must never mix with real ones.
+    """
+    if not database_is_empty():
+        raise DemoError(
+            "The database already has organisations or users. Demo data can only be loaded into an "
+            "empty database."
+        )
+    # Checked once up front so that a weak password fails before anything is written.
+    problem = password_problem(password, organisation="demo")
+    if problem:
+        raise DemoError(f"Choose another demo password: {problem}")
+
+    now = clock.now()
+    organisations = _load_members(now)
+    network = _add_organisation(Organisation(name=NETWORK_NAME, kind="network", nation="England", created_at=now))
+    organisations[network.name] = network
+    suppliers = _load_suppliers(now)
+    _load_agreement(organisations[ACCOUNTABLE_BODY])
+    _load_budget(organisations)
+
+    sign_ins = [
+        _sign_in(staff.email, staff.name, staff.role, organisations[staff.organisation], password)
+        for staff in STAFF
+    ]
+    sign_ins += [
+        _sign_in(plan["contact_email"], plan["contact_name"], "supplier", suppliers[plan["name"]], password)
+        for plan in SUPPLIER_PLAN
+    ]
+    return sign_ins

@@ -1,0 +1,145 @@
+"""The demo data: the network's real members and budget, invented suppliers, and its sign-ins."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from dps.audit import verify_chain
+from dps.demo import DemoError, database_is_empty, load_demo
+from dps.extensions import db
+from dps.models import Agreement, Allocation, AuditEvent, BudgetLine, BudgetYear, Lot, Organisation, User
+from dps.models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS
+
+PASSWORD = "copper kettle harbour lantern"
+STAFF = [
+    ("team@dps.example.org", "dps_admin", "Oldham Council"),
+    ("auditor@dps.example.org", "auditor", "Oldham Council"),
+    ("buyer@oldham.example.org", "buyer", "Oldham Council"),
+    ("buyer@plymouth.example.org", "buyer", "Plymouth City Council"),
+    ("buyer@ccin.example.org", "buyer", "Co-operative Councils' Innovation Network"),
+]
+# The network's funding table (shared/data/README.md), in pounds: (cap per call-off, line total).
+CAPS_AND_TOTALS = {
+    "2020/21": {"Policy Labs": (10_000, 5 * 10_000), "Policy Prototypes": (1_500, 13 * 1_500)},
+    "2021/22": {"Policy Labs": (10_000, 7 * 10_000), "Policy Prototypes": (1_500, 7 * 1_500)},
+    "2022/23": {"Policy Labs": (10_000, 60_000), "Policy Prototypes": (1_500, 15_000)},
+    "2023/24": {"Policy Labs": (20_000, 4 * 20_000), "Policy Prototypes": (2_000, 5 * 2_000)},
+    "2024/25": {"Policy Labs": (20_000, 3 * 20_000), "Policy Prototypes": (2_000, 5 * 2_000)},
+}
+
+
+@pytest.fixture
+def sign_ins(app) -> Iterator[list[dict[str, str]]]:
+    """Load the demo and commit, as `flask demo load` does; the test runs in the same app context."""
+    with app.app_context():
+        assert database_is_empty()
+        loaded = load_demo(PASSWORD)
+        db.session.commit()
+        yield loaded
+
+
+def test_sign_ins_are_the_staff_then_one_per_supplier(sign_ins):
+    staff = [(s["email"], s["role"], s["organisation"]) for s in sign_ins[:5]]
+    assert staff == STAFF
+    suppliers = sign_ins[5:]
+    assert len(suppliers) >= 12
+    assert all(s["role"] == "supplier" for s in suppliers)
+    # Every sign-in is a confirmed, active account of the organisation it names.
+    for sign_in in sign_ins:
+        user = db.session.scalar(select(User).where(User.email == sign_in["email"]))
+        assert user is not None and user.active and user.email_confirmed_at is not None
+        assert user.role == sign_in["role"]
+        assert user.organisation.name == sign_in["organisation"]
+    assert db.session.scalar(select(func.count()).select_from(User)) == len(sign_ins)
+
+
+def test_members_are_the_75_of_july_2020(sign_ins):
+    tiers = dict(db.session.execute(
+        select(Organisation.membership, func.count())
+        .where(Organisation.membership.is_not(None))
+        .group_by(Organisation.membership)
+    ).all())
+    assert tiers == {"full": 33, "associate": 16, "affiliate": 26}
+    gmca = db.session.scalar(select(Organisation).where(Organisation.name == "Greater Manchester Combined Authority"))
+    assert gmca.kind == "combined_authority"
+    network = db.session.scalars(select(Organisation).where(Organisation.kind == "network")).one()
+    assert network.name == "Co-operative Councils' Innovation Network"
+
+
+def test_every_line_allocates_exactly_the_sum_of_its_allocations(sign_ins):
+    lines = db.session.scalars(select(BudgetLine)).all()
+    assert len(lines) == 15
+    sums = dict(db.session.execute(
+        select(Allocation.line_id, func.sum(Allocation.amount_pence)).group_by(Allocation.line_id)
+    ).all())
+    for line in lines:
+        assert line.allocated_pence == sums.get(line.id, 0), line.programme
+        assert line.allocated_pence <= line.total_pence
+        assert line.allocations, f"{line.programme} {line.year.label} has no allocations"
+        if line.cap_per_call_off_pence is not None:
+            assert all(a.amount_pence <= line.cap_per_call_off_pence for a in line.allocations)
+    assert db.session.scalar(select(func.sum(Allocation.committed_pence))) == 0
+
+
+def test_caps_and_totals_follow_the_network_funding_table(sign_ins):
+    found: dict[str, dict[str, tuple[int | None, int]]] = {}
+    for line in db.session.scalars(select(BudgetLine).join(BudgetLine.year).order_by(BudgetYear.starts_on)):
+        found.setdefault(line.year.label, {})[line.programme] = (line.cap_per_call_off_pence, line.total_pence)
+    assert list(found) == list(CAPS_AND_TOTALS)
+    for label, programmes in CAPS_AND_TOTALS.items():
+        for programme, (cap, total) in programmes.items():
+            assert found[label][programme] == (cap * 100, total * 100), (label, programme)
+        assert found[label]["Network commissioning"] == (None, 120_000 * 100)
+    for year in db.session.scalars(select(BudgetYear)):
+        start = int(year.label[:4])
+        assert (year.starts_on.isoformat(), year.ends_on.isoformat()) == (f"{start}-04-01", f"{start + 1}-03-31")
+
+
+def test_policy_allocations_go_to_member_contracting_authorities(sign_ins):
+    rows = db.session.execute(
+        select(Allocation, BudgetLine.programme, BudgetYear.label)
+        .join(Allocation.line).join(BudgetLine.year)
+    ).all()
+    years_funded: dict[str, set[str]] = {}
+    for allocation, programme, label in rows:
+        org = allocation.organisation
+        if programme.startswith("Policy"):
+            assert org.kind in CONTRACTING_AUTHORITY_KINDS, (allocation.project_title, org.name)
+            assert org.membership in ("full", "associate"), (allocation.project_title, org.name)
+            years_funded.setdefault(org.name, set()).add(label)
+        else:
+            assert org.kind == "network"
+    assert len(years_funded["Oldham Council"]) >= 3
+    assert len(years_funded["Plymouth City Council"]) >= 3
+
+
+def test_loading_twice_is_refused(sign_ins):
+    with pytest.raises(DemoError, match="empty database"):
+        load_demo(PASSWORD)
+
+
+def test_suppliers_cover_every_legal_form_and_size(sign_ins):
+    suppliers = db.session.scalars(select(Organisation).where(Organisation.kind == "supplier")).all()
+    assert {s.legal_form for s in suppliers} == set(LEGAL_FORMS)
+    assert {s.size for s in suppliers} == {"micro", "small", "medium", "large"}
+    assert {s.nation for s in suppliers} >= {"England", "Wales", "Scotland"}
+    assert any(s.is_vcse for s in suppliers) and not all(s.is_vcse for s in suppliers)
+
+
+def test_every_object_loaded_has_its_audit_event(sign_ins):
+    created = dict(db.session.execute(
+        select(AuditEvent.action, func.count()).where(AuditEvent.actor_label == "demo loader").group_by(AuditEvent.action)
+    ).all())
+    count = lambda model: db.session.scalar(select(func.count()).select_from(model))  # noqa: E731
+    assert created == {
+        "organisation.created": count(Organisation),
+        "agreement.created": count(Agreement),
+        "lot.created": count(Lot),
+        "budget_year.created": count(BudgetYear),
+        "budget_line.created": count(BudgetLine),
+        "allocation.created": count(Allocation),
+        "user.created": count(User),
+    }
+    assert verify_chain().ok
