@@ -8,7 +8,7 @@ DEMO_CLOCK ?= 2024-11-18T09:30
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test assets install clean
+.PHONY: run test assets install clean reset-demo
 
 $(BIN)/activate:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -33,11 +33,15 @@ assets:
 
 run: install assets
 	$(FLASK) db upgrade
-	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) demo load --if-empty
+	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) demo load --if-empty $(if $(DEMO_PASSWORD),--password '$(DEMO_PASSWORD)')
 	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Start the demo again from scratch (deletes the local SQLite database and documents).
+reset-demo:
+	rm -rf instance/dps.sqlite3 instance/dps.sqlite3-wal instance/dps.sqlite3-shm instance/documents
 
 clean:
 	rm -rf $(VENV) assets/node_modules dps/static/build

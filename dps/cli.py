@@ -178,15 +178,9 @@ def outbox_send() -> None:
     _require_current_schema()
     if not current_app.config.get("DPS_SMTP_URL"):
         raise click.ClickException("DPS_SMTP_URL is not set: emails stay in the outbox")
-    total_sent = total_failed = 0
-    while True:
-        sent, failed = mail.deliver_pending()
-        total_sent += sent
-        total_failed += failed
-        if sent == 0:
-            break
-    click.echo(f"Sent {total_sent}, failed {total_failed}.")
-    if total_failed:
+    sent, failed = mail.deliver_pending()
+    click.echo(f"Sent {sent}, failed {failed}.")
+    if failed:
         sys.exit(1)
 
 

@@ -1,12 +1,23 @@
 """Per-request hooks: schema check, clock, session validity, security headers, template context."""
 from __future__ import annotations
 
-from flask import Flask, current_app, g, render_template, request, url_for
+from flask import Flask, Response, g, request, url_for
+from markupsafe import escape
 from flask_login import current_user
 
 from . import clock
 from .extensions import db, login_manager
 from .models import User
+
+SCHEMA_PAGE = """<!DOCTYPE html>
+<html lang="en-GB">
+<head><meta charset="utf-8"><title>Sorry, the service is not ready – CCIN Dynamic Purchasing System</title></head>
+<body><main>
+<h1>Sorry, the service is not ready</h1>
+<p>{{ message }}</p>
+<p>This message is for whoever runs the service: the database does not match this version of the code.</p>
+</main></body>
+</html>"""
 
 # Navigation per role: (label, endpoint).
 NAVIGATION = {
@@ -42,7 +53,8 @@ def register(app: Flask) -> None:
         problem = schema_problem(app)
         if problem:
             app.logger.error(problem)
-            return render_template("errors/schema.html", message=problem), 503
+            # Plain HTML: the layout and its context processors read tables that are not there.
+            return Response(SCHEMA_PAGE.replace("{{ message }}", str(escape(problem))), 503, mimetype="text/html")
         app.extensions["dps_schema_ok"] = True  # a fact about the database, not user state
         return None
 

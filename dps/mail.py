@@ -49,48 +49,81 @@ def _connect(url: str) -> smtplib.SMTP:
     return server
 
 
-def deliver_pending(limit: int = 100) -> tuple[int, int]:
-    """Send waiting messages. Returns (sent, failed). Commits after each message, so a crash
-    mid-way neither loses nor repeats what was already sent."""
+def deliver_pending(batch_size: int = 100) -> tuple[int, int]:
+    """One pass over the waiting messages, oldest first: each is tried once. Returns
+    (sent, failed). Commits after each message, so a crash mid-way neither loses nor repeats
+    what was already sent; a failed message waits for the next pass (up to MAX_ATTEMPTS)."""
     url = current_app.config.get("DPS_SMTP_URL")
     if not url:
         return (0, 0)
-    pending = db.session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    ).all()
-    if not pending:
-        return (0, 0)
     sent = failed = 0
-    sender = current_app.config["DPS_MAIL_FROM"]
+    last_id = 0
+    server: smtplib.SMTP | None = None
     try:
-        server = _connect(url)
-    except (OSError, smtplib.SMTPException) as exc:
-        for message in pending:
+        while True:
+            batch = db.session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS,
+                       OutboxMessage.id > last_id)
+                .order_by(OutboxMessage.id)
+                .limit(batch_size)
+            ).all()
+            if not batch:
+                break
+            last_id = batch[-1].id
+            if server is None:
+                try:
+                    server = _connect(url)
+                except (OSError, smtplib.SMTPException) as exc:
+                    current_app.logger.warning("SMTP server unreachable: %s", exc)
+                    return (sent, failed + _mark_unreachable(batch, exc, batch_size))
+            for message in batch:
+                if _send_one(server, message):
+                    sent += 1
+                else:
+                    failed += 1
+                db.session.commit()
+    finally:
+        if server is not None:
+            try:
+                server.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+    return (sent, failed)
+
+
+def _mark_unreachable(first_batch: list[OutboxMessage], exc: Exception, batch_size: int) -> int:
+    """Count a failed attempt on every waiting message; they stay in the outbox."""
+    count = 0
+    batch = first_batch
+    while batch:
+        for message in batch:
             message.attempts += 1
             message.last_error = f"could not connect: {exc}"
+        count += len(batch)
+        last_id = batch[-1].id
         db.session.commit()
-        current_app.logger.warning("SMTP server unreachable: %s", exc)
-        return (0, len(pending))
-    with server:
-        for message in pending:
-            email = EmailMessage()
-            email["From"] = sender
-            email["To"] = message.to_address
-            email["Subject"] = message.subject
-            email["Message-ID"] = make_msgid(domain="dps.example.org")
-            email.set_content(message.body)
-            message.attempts += 1
-            try:
-                server.send_message(email)
-            except smtplib.SMTPException as exc:
-                message.last_error = str(exc)
-                failed += 1
-            else:
-                message.sent_at = clock.now()
-                message.last_error = None
-                sent += 1
-            db.session.commit()
-    return (sent, failed)
+        batch = db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.attempts < MAX_ATTEMPTS, OutboxMessage.id > last_id)
+            .order_by(OutboxMessage.id).limit(batch_size)
+        ).all()
+    return count
+
+
+def _send_one(server: smtplib.SMTP, message: OutboxMessage) -> bool:
+    email = EmailMessage()
+    email["From"] = current_app.config["DPS_MAIL_FROM"]
+    email["To"] = message.to_address
+    email["Subject"] = message.subject
+    email["Message-ID"] = make_msgid(domain="dps.example.org")
+    email.set_content(message.body)
+    message.attempts += 1
+    try:
+        server.send_message(email)
+    except smtplib.SMTPException as exc:
+        message.last_error = str(exc)
+        return False
+    message.sent_at = clock.now()
+    message.last_error = None
+    return True

@@ -1,0 +1,47 @@
+"""Take the README's screenshots from a running demo (`make run`) with Debian's Chromium.
+
+    .venv/bin/python scripts/screenshots.py --password <demo password> [--base http://127.0.0.1:5000]
+
+Playwright cannot download a browser here, so it drives /usr/bin/chromium (DESIGN 8).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+OUT = Path(__file__).resolve().parent.parent / "docs"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", default="http://127.0.0.1:5000")
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(f"{args.base}/")
+        page.screenshot(path=str(OUT / "home.png"), full_page=True)
+
+        page.goto(f"{args.base}/sign-in")
+        page.fill("#email", "buyer@oldham.example.org")
+        page.fill("#password", args.password)
+        page.click("#submit")
+        page.wait_for_url(f"{args.base}/buyer/")
+        page.screenshot(path=str(OUT / "buyer-dashboard.png"))
+
+        page.goto(f"{args.base}/forgotten-password")
+        page.fill("#email", "not an email")
+        page.click("#submit")
+        page.screenshot(path=str(OUT / "error-summary.png"))
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The look: GOV.UK Design System, generic header, no GOV.UK brand, accessible errors."""
+from __future__ import annotations
+
+
+def test_pages_use_the_generic_header_without_the_crown(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "govuk-generic-header" in page
+    assert "Co-operative Councils’ Innovation Network" in page
+    # The crown and GOV.UK's own name are for GOV.UK only.
+    assert "govuk-logo" not in page and "govuk-header__logotype" not in page
+    assert "GOV.UK" not in page
+    assert 'lang="en-GB"' in page
+
+
+def test_the_stylesheet_leaves_out_the_gds_transport_font():
+    from pathlib import Path
+
+    scss = (Path(__file__).resolve().parent.parent / "assets" / "app.scss").read_text()
+    assert "$govuk-font-family: (arial, sans-serif)" in scss
+
+
+def test_navigation_depends_on_the_role(factory, signed_in):
+    buyer, _ = signed_in("buyer")
+    team, _ = signed_in("dps_admin", organisation_id=factory.organisation())
+    buyer_page = buyer.get("/buyer/").get_data(as_text=True)
+    team_page = team.get("/team/").get_data(as_text=True)
+    assert 'href="/buyer/colleagues"' in buyer_page and 'href="/team/accounts"' not in buyer_page
+    assert 'href="/team/accounts"' in team_page and 'href="/buyer/"' not in team_page
+
+
+def test_form_errors_use_the_error_summary_and_are_tied_to_their_fields(client):
+    response = client.submit("/forgotten-password", {"email": "nope"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "<title>Error: Forgotten your password" in page
+    assert "govuk-error-summary" in page and "There is a problem" in page
+    assert 'href="#email"' in page
+    assert 'id="email-error"' in page and 'aria-describedby="email-hint email-error"' in page
+
+
+def test_error_pages(client):
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404 and "Page not found" in missing.get_data(as_text=True)
+    wrong_method = client.delete("/sign-in")
+    assert wrong_method.status_code == 405
+
+
+def test_a_server_error_shows_the_500_page(app, client):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert "Sorry, there is a problem with the service" in response.get_data(as_text=True)
