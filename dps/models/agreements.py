@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -39,7 +39,12 @@ class Lot(db.Model):
     """A category of the DPS, objectively defined, with its own selection criteria."""
 
     __tablename__ = "lots"
-    __table_args__ = (UniqueConstraint("agreement_id", "number", name="uq_lots_agreement_number"),)
+    __table_args__ = (
+        UniqueConstraint("agreement_id", "number", name="uq_lots_agreement_number"),
+        CheckConstraint("public_liability_min_pence >= 0 AND professional_indemnity_min_pence >= 0",
+                        name="insurance_not_negative"),
+        CheckConstraint("case_studies_required >= 0", name="case_studies_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
@@ -47,6 +52,10 @@ class Lot(db.Model):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
     selection_criteria: Mapped[str] = mapped_column(Text)
+    # The lot's own selection levels (employer's liability is £5m for every lot, by law).
+    public_liability_min_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    professional_indemnity_min_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    case_studies_required: Mapped[int] = mapped_column(Integer, default=2)
 
     agreement: Mapped[Agreement] = relationship(back_populates="lots")
 

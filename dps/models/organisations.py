@@ -75,6 +75,20 @@ class Organisation(db.Model):
     registration_number: Mapped[str | None] = mapped_column(String(40))
     size: Mapped[str | None] = mapped_column(String(10))
     is_vcse: Mapped[bool | None] = mapped_column(Boolean)
+    # Suppliers' Part 1 details (selection questionnaire, PPN 03/23).
+    trading_name: Mapped[str | None] = mapped_column(String(200))
+    address_line_1: Mapped[str | None] = mapped_column(String(200))
+    address_line_2: Mapped[str | None] = mapped_column(String(200))
+    town: Mapped[str | None] = mapped_column(String(100))
+    postcode: Mapped[str | None] = mapped_column(String(10))
+    vat_number: Mapped[str | None] = mapped_column(String(20))
+    parent_company: Mapped[str | None] = mapped_column(String(200))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    contact_phone: Mapped[str | None] = mapped_column(String(40))
+    # Set when an admitted supplier changes its legal name or registration number: the DPS team
+    # must look again (the identity it admitted has changed). Cleared when they have.
+    identity_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     @property
@@ -88,6 +102,15 @@ class Organisation(db.Model):
     @property
     def is_contracting_authority(self) -> bool:
         return self.kind in CONTRACTING_AUTHORITY_KINDS
+
+    @property
+    def part1_complete(self) -> bool:
+        """The supplier details an application needs before it can be submitted."""
+        required = (self.name, self.legal_form, self.size, self.address_line_1, self.town, self.postcode,
+                    self.contact_name, self.contact_email)
+        if self.legal_form not in (None, "sole_trader", "partnership") and not self.registration_number:
+            return False
+        return all(required) and self.is_vcse is not None
 
     @property
     def kind_label(self) -> str:
