@@ -25,6 +25,13 @@ def create_app(config: dict | None = None) -> Flask:
     logging.basicConfig(level=app.config["DPS_LOG_LEVEL"])
     app.logger.setLevel(app.config["DPS_LOG_LEVEL"])
 
+    from .storage import storage_from_url
+
+    # Builds the backend without touching the network: a malformed URL stops the start here.
+    if app.config.get("DPS_STORAGE_URL"):
+        storage_from_url(app.config["DPS_STORAGE_URL"], app.config["DPS_S3_ENDPOINT_URL"],
+                         instance_path=app.instance_path)
+
     proxies = app.config.get("DPS_PROXY_COUNT", 0)
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
@@ -59,10 +66,13 @@ def create_app(config: dict | None = None) -> Flask:
     filters.register(app)
     hooks.register(app)
 
-    from .views import public, team
+    from .views import documents, public, team
+    from .views import team_suppliers  # noqa: F401
+    from .views import team_applications  # noqa: F401  (adds its pages to the team blueprint)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(team.bp)
+    app.register_blueprint(documents.bp)
 
     # Blueprints of the other two parts: they import dps, never the other way round at module
     # level, so the import happens here, inside the factory.

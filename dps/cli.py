@@ -30,6 +30,7 @@ demo_cli = AppGroup("demo", help="Demonstration data.")
 clock_cli = AppGroup("clock", help="The simulated clock (only when DPS_CLOCK is set).")
 outbox_cli = AppGroup("outbox", help="Emails waiting in the outbox.")
 audit_cli = AppGroup("audit", help="The hash-chained audit log.")
+applications_cli = AppGroup("applications", help="Applications to join the DPS.")
 
 
 @users_cli.command("create")
@@ -197,6 +198,17 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@applications_cli.command("notify-overdue")
+def applications_notify_overdue() -> None:
+    """Email the DPS team the applications past their decision date (run daily, e.g. from cron)."""
+    from .services.applications import notify_overdue
+
+    _require_current_schema()
+    count = notify_overdue()
+    db.session.commit()
+    click.echo(f"{count} overdue application decision(s)" + (": the DPS team has been emailed." if count else "."))
+
+
 def register(app: Flask) -> None:
-    for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli):
+    for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli, applications_cli):
         app.cli.add_command(group)

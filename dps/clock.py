@@ -132,6 +132,11 @@ def to_london(moment: datetime) -> datetime:
     return moment.astimezone(LONDON)
 
 
+def fmt_date(day) -> str:
+    """A date as GOV.UK writes it: '7 January 2025'."""
+    return f"{day.day} {day:%B %Y}"
+
+
 def fmt(moment: datetime | None, with_time: bool = True) -> str:
     """'1 April 2025 at 9:05am' in Europe/London, the GOV.UK style."""
     if moment is None:

@@ -11,17 +11,35 @@ as a service would; the caller commits.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from uuid import uuid4
 from importlib import resources
 from typing import Literal, TypedDict
 
 from sqlalchemy import func, select
 
-from . import audit, clock
+from . import audit, clock, questionnaire, workingdays
 from .extensions import db
-from .models import Agreement, Allocation, BudgetLine, BudgetYear, Lot, Organisation, User
+from .models import (
+    Admission,
+    Agreement,
+    Allocation,
+    Answer,
+    Application,
+    ApplicationLot,
+    BudgetLine,
+    BudgetYear,
+    Document,
+    Lot,
+    Organisation,
+    RenewalRequest,
+    User,
+)
+from .services import applications as applications_service
+from .storage import StorageError, get_storage
 from .models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
 from .services import ServiceError
 from .services.accounts import create_user, password_problem
@@ -65,6 +83,9 @@ AGREEMENT = {
 LOTS: tuple[dict[str, object], ...] = (
     {
         "number": 1,
+        "public_liability_min_pence": 100_000_000,
+        "professional_indemnity_min_pence": 100_000_000,
+        "case_studies_required": 2,
         "title": "Research, evaluation and policy development",
         "description": (
             "Research, evidence reviews, evaluation of funded projects and the development of "
@@ -84,6 +105,9 @@ LOTS: tuple[dict[str, object], ...] = (
     },
     {
         "number": 2,
+        "public_liability_min_pence": 200_000_000,
+        "professional_indemnity_min_pence": 100_000_000,
+        "case_studies_required": 2,
         "title": "Prototyping, service design and implementation",
         "description": (
             "Designing, testing and putting into practice new co-operative services with the "
@@ -102,6 +126,9 @@ LOTS: tuple[dict[str, object], ...] = (
     },
     {
         "number": 3,
+        "public_liability_min_pence": 200_000_000,
+        "professional_indemnity_min_pence": 50_000_000,
+        "case_studies_required": 2,
         "title": "Capacity building, training and community development",
         "description": (
             "Training, coaching, facilitation and community development that leave councils, "
@@ -156,8 +183,8 @@ def _supplier(name: str, legal_form: str, size: str, vcse: bool, nation: str,
 # Every supplier, person and number here is invented. The registration numbers have the format of
 # their register but sit in ranges those registers have not reached (England and Wales companies
 # 99xxxxxx, Scottish SC999xxx, LLPs OC999xxx, charities 1999xxx and SC099xxx, societies RS099xxx),
-# so none can point at a real body. Applications do not exist yet: this is each supplier's
-# intended standing, for the applications work to turn into applications and decisions.
+# so none can point at a real body. _load_applications turns each plan into the supplier's
+# applications, decisions, admissions and standing.
 SUPPLIER_PLAN: list[SupplierPlan] = [
     _supplier("Brightwater Co-operative Research Ltd", "co_operative", "small", True, "England",
               "RS099101", "brightwater", "Amara Okafor", [1], "admitted"),
@@ -581,7 +608,7 @@ def load_demo(password: str) -> list[dict[str, str]]:
     network = _add_organisation(Organisation(name=NETWORK_NAME, kind="network", nation="England", created_at=now))
     organisations[network.name] = network
     suppliers = _load_suppliers(now)
-    _load_agreement(organisations[ACCOUNTABLE_BODY])
+    agreement = _load_agreement(organisations[ACCOUNTABLE_BODY])
     _load_budget(organisations)
 
     sign_ins = [
@@ -592,4 +619,140 @@ def load_demo(password: str) -> list[dict[str, str]]:
         _sign_in(plan["contact_email"], plan["contact_name"], "supplier", suppliers[plan["name"]], password)
         for plan in SUPPLIER_PLAN
     ]
+    _load_applications(agreement, suppliers, now)
     return sign_ins
+
+
+# Applications ---------------------------------------------------------------------------------
+# Each supplier's plan becomes its history: applications with complete answers and evidence,
+# submitted and decided at dates spread over the DPS period. The rows carry those historical
+# times; their audit events are written now and say the demo loader made them, so the audit log
+# never pretends something happened at a time it did not.
+
+DEMO_PDF = (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+
+
+def _london(day: date, hour: int = 10, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=clock.LONDON).astimezone(clock.UTC)
+
+
+def _working_day_on_or_after(day: date, nation: str) -> date:
+    while not workingdays.is_working_day(day, nation):
+        day += timedelta(days=1)
+    return day
+
+
+def _demo_answers(plan: SupplierPlan, lot_ids: list[int], documents: dict[str, int]) -> dict[str, object]:
+    version = questionnaire.load()
+    answers: dict[str, object] = {}
+    for q in version.questions:
+        if q.rule.kind in ("mandatory_exclusion", "discretionary_exclusion"):
+            answers[q.id] = "no"
+        elif q.type == "yes_no":
+            answers[q.id] = "no" if q.id == "employers_liability_exempt" else "yes"
+    rejected = plan["state"] == "rejected"
+    answers.update({
+        "annual_turnover": {"micro": 180_000_00, "small": 1_400_000_00, "medium": 9_800_000_00,
+                            "large": 62_000_000_00}[plan["size"]],
+        "employers_liability": 10_000_000_00,
+        "public_liability": 5_000_000_00,
+        "professional_indemnity": 250_000_00 if rejected else 2_000_000_00,
+        "insurance_expiry": "2025-09-30",
+        "case_studies": {str(lot_id): (
+            "Borough council, 2019: evaluation of a community food network." if rejected else
+            "Metropolitan council, 2019: co-designed a neighbourhood care model with 40 residents. "
+            "County council, 2021: evaluated a community wealth building programme across 6 towns."
+        ) for lot_id in lot_ids},
+        "references": f"{plan['contact_name']} can put you in touch with two council commissioners on request.",
+        "accounts": [documents["accounts"]],
+        "insurance_certificates": [documents["insurance_certificates"]],
+    })
+    return answers
+
+
+def _demo_documents(org: Organisation, uploader: User, at: datetime) -> dict[str, int]:
+    storage = get_storage()
+    ids = {}
+    for question_id, filename in (("accounts", "annual-accounts.pdf"), ("insurance_certificates", "insurance-certificates.pdf")):
+        key = f"{org.id}/{uuid4().hex}"
+        try:
+            storage.put(key, DEMO_PDF, "application/pdf")
+        except StorageError as exc:
+            raise DemoError(f"Could not store the demo documents: {exc}") from exc
+        document = Document(organisation_id=org.id, storage_key=key, filename=filename, content_type="application/pdf",
+                            size_bytes=len(DEMO_PDF), sha256=hashlib.sha256(DEMO_PDF).hexdigest(),
+                            uploaded_at=at, uploaded_by_id=uploader.id)
+        db.session.add(document)
+        db.session.flush()
+        ids[question_id] = document.id
+    return ids
+
+
+def _load_applications(agreement: Agreement, suppliers: dict[str, Organisation], now: datetime) -> None:
+    lots = {lot.number: lot for lot in agreement.lots}
+    team = db.session.scalar(select(User).where(User.role == "dps_admin").order_by(User.id))
+    start = agreement.starts_on + timedelta(days=5)
+    # The demo's "now", kept inside the DPS period so pending applications are ones it could receive.
+    today = min(clock.to_london(now).date(), agreement.ends_on)
+    decided_plans = [p for p in SUPPLIER_PLAN if p["state"] != "pending"]
+    span = max((today - timedelta(days=60) - start).days, len(decided_plans))
+    decided_index = pending_seen = 0
+    for plan in SUPPLIER_PLAN:
+        org = suppliers[plan["name"]]
+        user = db.session.scalar(select(User).where(User.organisation_id == org.id))
+        org.address_line_1 = f"{10 + len(org.name)} {plan['nation'] == 'Wales' and 'Stryd Fawr' or 'High Street'}"
+        org.town = {"England": "Manchester", "Wales": "Cardiff", "Scotland": "Glasgow"}[plan["nation"]]
+        org.postcode = {"England": "M1 1AE", "Wales": "CF10 1EP", "Scotland": "G1 1XQ"}[plan["nation"]]
+        org.contact_name, org.contact_email = plan["contact_name"], plan["contact_email"]
+        if plan["state"] == "pending":
+            # The first received a few days ago; any later one long enough ago to be overdue.
+            back = 4 if pending_seen == 0 else 20
+            pending_seen += 1
+            received_on = _working_day_on_or_after(today - timedelta(days=back), agreement.nation)
+        else:
+            received_on = _working_day_on_or_after(start + timedelta(days=span * decided_index // len(decided_plans)),
+                                                   agreement.nation)
+            decided_index += 1
+        received = _london(received_on, 9 + decided_index % 6, (17 * decided_index) % 60)
+        lot_ids = [lots[n].id for n in plan["lots"]]
+        documents = _demo_documents(org, user, received - timedelta(days=2))
+        application = Application(
+            organisation_id=org.id, agreement_id=agreement.id, questionnaire_version=questionnaire.CURRENT_VERSION,
+            created_at=received - timedelta(days=3), created_by_id=user.id, updated_at=received,
+            submitted_at=received, submitted_by_id=user.id,
+            decision_due_on=workingdays.add_working_days(received_on, 10, agreement.nation))
+        db.session.add(application)
+        db.session.flush()
+        application.supplier_snapshot = applications_service.supplier_snapshot(org)
+        for question_id, value in _demo_answers(plan, lot_ids, documents).items():
+            application.answers.append(Answer(question_id=question_id, value=value, updated_at=received))
+        decided_at = _london(workingdays.add_working_days(received_on, 6, agreement.nation), 15, 30)
+        for lot_id in lot_ids:
+            app_lot = ApplicationLot(lot_id=lot_id)
+            application.lots.append(app_lot)
+            if plan["state"] == "pending":
+                continue
+            app_lot.decided_at, app_lot.decided_by_id = decided_at, team.id
+            if plan["state"] == "rejected":
+                app_lot.decision, app_lot.reasons = "rejected", plan["note"]
+                continue
+            app_lot.decision = "admitted"
+            db.session.flush()
+            suspended = plan["state"] == "suspended"
+            db.session.add(Admission(
+                organisation_id=org.id, lot_id=lot_id, application_lot_id=app_lot.id, admitted_at=decided_at,
+                status="suspended" if suspended else "admitted",
+                status_changed_at=_london(today - timedelta(days=10), 11) if suspended else decided_at,
+                status_reason=plan["note"] if suspended else None))
+        if plan["state"] != "pending":
+            application.decided_at = decided_at
+        if plan["state"] == "suspended":
+            asked_on = today - timedelta(days=30)
+            db.session.add(RenewalRequest(organisation_id=org.id, requested_at=_london(asked_on, 9), requested_by_id=team.id,
+                                          due_on=workingdays.add_working_days(asked_on, 5, agreement.nation)))
+        db.session.flush()
+        _record("application.loaded", "application", application.id, {
+            "organisation": org.name, "state": plan["state"], "lots": plan["lots"],
+            "submitted_at": received.isoformat(), "decided_at": application.decided_at.isoformat() if application.decided_at else None,
+        }, organisation_id=org.id)

@@ -29,10 +29,18 @@ def london_date(value: datetime | date | None) -> str:
     return f"{value.day} {value:%B %Y}"
 
 
+def iso_date(value: str | None) -> str:
+    """An ISO date string as stored in an answer -> '31 March 2025'."""
+    if not value:
+        return ""
+    return london_date(date.fromisoformat(value))
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(money, "money")
     app.add_template_filter(london_datetime, "datetime")
     app.add_template_filter(london_date, "date")
+    app.add_template_filter(iso_date, "isodate")
     app.add_template_global(error_list, "error_list")
 
 

@@ -23,8 +23,9 @@ SCHEMA_PAGE = """<!DOCTYPE html>
 NAVIGATION = {
     "supplier": [("Your applications", "suppliers.dashboard"), ("Colleagues", "suppliers.colleagues")],
     "buyer": [("Your organisation", "buyers.dashboard"), ("Colleagues", "buyers.colleagues")],
-    "dps_admin": [("DPS team", "team.dashboard"), ("Accounts", "team.users"), ("Clock", "team.clock")],
-    "auditor": [("Audit", "team.dashboard")],
+    "dps_admin": [("DPS team", "team.dashboard"), ("Applications", "team.applications"),
+                  ("Suppliers", "team.suppliers"), ("Accounts", "team.users"), ("Clock", "team.clock")],
+    "auditor": [("Audit", "team.dashboard"), ("Applications", "team.applications"), ("Suppliers", "team.suppliers")],
 }
 
 

@@ -30,7 +30,7 @@ def add_working_days(start: date, count: int, nation: str) -> date:
     """The ``count``-th working day after ``start``: counting begins the working day after it.
 
     Received on Friday 20 December 2024 (England): day 1 is Monday 23rd, Christmas Day and
-    Boxing Day are skipped, and day 10 is Tuesday 7 January 2025.
+    Boxing Day and New Year's Day are skipped, and day 10 is Wednesday 8 January 2025.
     """
     if count < 1:
         raise ValueError("count must be at least 1")

@@ -3,10 +3,14 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 
+from sqlalchemy import select
+
 from dps.auth import role_gate
 from dps.extensions import db
-from dps.forms import SupplierSignUpForm
-from dps.services import ServiceError, accounts
+from dps.forms import ConfirmForm, SupplierSignUpForm
+from dps.models import Admission, Application, Lot
+from dps.services import ServiceError, accounts, applications, standing
+from dps.services.agreements import current_agreement, is_open
 from dps.views.colleagues import colleagues_page
 from dps.views.helpers import attach_error, render_form
 
@@ -34,7 +38,16 @@ def sign_up():
 
 @bp.route("/")
 def dashboard():
-    return render_template("suppliers/dashboard.html", organisation=current_user.organisation)
+    org = current_user.organisation
+    history = db.session.scalars(
+        select(Application).where(Application.organisation_id == org.id).order_by(Application.id.desc())).all()
+    admissions = db.session.scalars(
+        select(Admission).where(Admission.organisation_id == org.id).join(Admission.lot).order_by(Lot.number)).all()
+    agreement = current_agreement()
+    return render_template("suppliers/dashboard.html", organisation=org, history=history, admissions=admissions,
+                           live=applications.live_application(org), agreement=agreement,
+                           renewals=standing.open_renewals(org), renewal_status=standing.renewal_status,
+                           open_now=bool(agreement) and is_open(agreement), action_form=ConfirmForm())
 
 
 @bp.route("/colleagues", methods=["GET", "POST"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,6 +34,8 @@ TEST_PASSWORD = "correct horse battery staple"
 DEFAULT_NOW = "2024-06-03T09:00"
 
 PG_URL = os.environ.get("DPS_TEST_DATABASE_URL")
+# Documents the tests store go to a throw-away folder, never the project's instance folder.
+STORAGE_ROOT = tempfile.mkdtemp(prefix="dps-test-documents-")
 
 
 def _pg_admin_dsn(url: str) -> tuple[str, str]:
@@ -48,7 +51,7 @@ def _base_config(database_url: str, **extra) -> dict:
         "DPS_SECRET_KEY": "test-secret-key-not-for-production",
         "DPS_CLOCK": DEFAULT_NOW,
         "DPS_BASE_URL": "http://dps.test",
-        "DPS_STORAGE_URL": None,
+        "DPS_STORAGE_URL": f"file://{STORAGE_ROOT}",
         "TESTING": True,
         "DPS_SMTP_URL": None,
         # Cheap hashing keeps the suite fast; test_passwords_use_owasp_parameters checks the real ones.

@@ -64,3 +64,10 @@ def test_every_setting_the_code_reads_is_documented_in_the_readme():
     assert read_by_code <= declared, read_by_code - declared
     for name in declared:
         assert f"`{name}`" in readme, f"{name} is missing from the README's configuration table"
+
+
+def test_a_storage_url_that_cannot_work_stops_the_start(monkeypatch, tmp_path):
+    monkeypatch.setenv("DPS_STORAGE_URL", "ftp://files.example.org/dps")
+    monkeypatch.setenv("DPS_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with pytest.raises(config.ConfigError, match="DPS_STORAGE_URL must start with file:// or s3://"):
+        create_app()

@@ -9,7 +9,21 @@ from sqlalchemy import func, select
 from dps.audit import verify_chain
 from dps.demo import DemoError, database_is_empty, load_demo
 from dps.extensions import db
-from dps.models import Agreement, Allocation, AuditEvent, BudgetLine, BudgetYear, Lot, Organisation, User
+from dps.models import (
+    Admission,
+    Agreement,
+    Allocation,
+    Application,
+    ApplicationLot,
+    AuditEvent,
+    BudgetLine,
+    BudgetYear,
+    Document,
+    Lot,
+    Organisation,
+    RenewalRequest,
+    User,
+)
 from dps.models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS
 
 PASSWORD = "copper kettle harbour lantern"
@@ -141,5 +155,35 @@ def test_every_object_loaded_has_its_audit_event(sign_ins):
         "budget_line.created": count(BudgetLine),
         "allocation.created": count(Allocation),
         "user.created": count(User),
+        "application.loaded": count(Application),
     }
     assert verify_chain().ok
+
+
+def test_the_demo_shows_suppliers_in_every_state(sign_ins):
+    from dps import questionnaire
+    from dps.services import applications as rules
+    from dps.storage import get_storage
+
+    admitted = db.session.scalars(select(Admission.organisation_id).where(Admission.status == "admitted").distinct()).all()
+    assert len(admitted) >= 12
+    assert db.session.scalar(select(func.count()).select_from(Admission).where(Admission.status == "suspended")) >= 1
+    pending = rules.queue()
+    assert len(pending) >= 2 and all(a.status == "submitted" for a in pending)
+    assert any(rules.is_overdue(a) for a in pending) and not all(rules.is_overdue(a) for a in pending)
+    rejected = db.session.scalars(select(ApplicationLot).where(ApplicationLot.decision == "rejected")).all()
+    assert rejected and all(r.reasons for r in rejected)
+    assert db.session.scalar(select(func.count()).select_from(RenewalRequest).where(RenewalRequest.responded_at.is_(None))) >= 1
+    # Every application is complete against the questionnaire it records, and its evidence is stored.
+    version = questionnaire.load()
+    storage = get_storage()
+    for application in db.session.scalars(select(Application)):
+        lot_ids = [al.lot_id for al in application.lots]
+        assert questionnaire.missing_answers(version, application.answer_map(), lot_ids) == []
+        if application.decided_at is not None:
+            assert application.submitted_at < application.decided_at
+    for document in db.session.scalars(select(Document)):
+        assert storage.get(document.storage_key).startswith(b"%PDF-")
+    # Admissions agree with the decisions that made them.
+    for admission in db.session.scalars(select(Admission)):
+        assert admission.application_lot.decision == "admitted"

@@ -282,7 +282,9 @@ def create_user(*, email: str, name: str, role: str, organisation: Organisation,
     db.session.flush()
     audit.record("user.created", "user", user.id,
                  {"email": email, "name": user.name, "role": role, "organisation_id": organisation.id},
-                 actor=actor, actor_label=actor_label, organisation_id=organisation.id)
+                 actor=actor, actor_label=actor_label,
+                 # The acting user's organisation when someone acted; else the one concerned.
+                 organisation_id=None if actor else organisation.id)
     return user
 
 
@@ -303,8 +305,9 @@ def invite(inviter: User | None, *, email: str, name: str, role: str, organisati
         f"of {organisation.name}.\n\nChoose your password with this link (it works once, for 7 days):\n\n"
         f"{_link('public.accept_invitation', token=raw)}\n",
     )
-    audit.record("user.invited", "user", user.id, {"email": user.email, "role": role}, actor=inviter,
-                 actor_label=actor_label, organisation_id=organisation.id)
+    audit.record("user.invited", "user", user.id,
+                 {"email": user.email, "role": role, "organisation_id": organisation.id}, actor=inviter,
+                 actor_label=actor_label, organisation_id=None if inviter else organisation.id)
     return user
 
 

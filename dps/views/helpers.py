@@ -9,11 +9,11 @@ from flask_wtf import FlaskForm
 from ..services import ServiceError
 
 
-def render_form(template: str, form: FlaskForm, status: int | None = None, **context):
+def render_form(template: str, form: FlaskForm, http_status: int | None = None, **context):
     """Render a form page; a form with errors comes back with status 400."""
-    if status is None:
-        status = 400 if form.errors else 200
-    return render_template(template, form=form, **context), status
+    if http_status is None:
+        http_status = 400 if form.errors else 200
+    return render_template(template, form=form, **context), http_status
 
 
 def attach_error(form: FlaskForm, error: ServiceError) -> None:

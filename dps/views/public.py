@@ -1,7 +1,7 @@
 """Public pages and the account pages every role shares (sign in, passwords, invitations)."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
@@ -15,8 +15,9 @@ from ..forms import (
     SetPasswordForm,
     SignInForm,
 )
-from ..models import Agreement
+from ..models import Agreement, Lot
 from ..services import ServiceError, accounts
+from ..services import agreements as agreement_rules
 from .helpers import attach_error, client_ip, render_form, safe_next
 
 bp = Blueprint("public", __name__)
@@ -35,8 +36,11 @@ def home_for(user) -> str:
 
 @bp.route("/")
 def index():
-    agreement = db.session.scalar(select(Agreement).order_by(Agreement.id))
-    return render_template("public/index.html", agreement=agreement, today=clock.today_london())
+    # The same agreement and the same open/closed rule as the /dps pages, so the two never differ.
+    agreement = agreement_rules.current_agreement()
+    return render_template("public/index.html", agreement=agreement,
+                           phase=agreement_rules.phase(agreement) if agreement else None,
+                           status=agreement_rules.status_text(agreement) if agreement else None)
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -164,3 +168,54 @@ def account():
             flash("Your password has been changed. You have been signed out on your other devices.", "success")
             return redirect(url_for("public.account"))
     return render_form("public/account.html", form)
+
+
+# Public pages about the DPS itself: no sign-in, as anyone may read what the DPS is and who is on it.
+
+def _public_agreement() -> Agreement:
+    agreement = agreement_rules.current_agreement()
+    if agreement is None:
+        abort(404)
+    return agreement
+
+
+def _period_context(agreement: Agreement) -> dict:
+    """What every DPS page needs to say whether the DPS is open, read once from the clock."""
+    # One reading, so the banner and the status line cannot disagree on a running clock.
+    now = clock.now()
+    phase = agreement_rules.phase(agreement, now)
+    return {
+        "agreement": agreement,
+        "is_open": phase == agreement_rules.OPEN,
+        "is_closed": phase == agreement_rules.CLOSED,
+        "status": agreement_rules.status_text(agreement, now),
+    }
+
+
+@bp.route("/dps")
+def about_dps():
+    agreement = _public_agreement()
+    return render_template("public/dps.html", lots=agreement_rules.lots(agreement), **_period_context(agreement))
+
+
+@bp.route("/dps/lots/<int:number>")
+def dps_lot(number: int):
+    agreement = _public_agreement()
+    lot = db.first_or_404(select(Lot).where(Lot.agreement_id == agreement.id, Lot.number == number))
+    return render_template("public/lot.html", lot=lot,
+                           employers_liability_min_pence=agreement_rules.EMPLOYERS_LIABILITY_MIN_PENCE,
+                           **_period_context(agreement))
+
+
+@bp.route("/dps/suppliers")
+def dps_suppliers():
+    agreement = _public_agreement()
+    lots_with_suppliers = agreement_rules.admitted_suppliers_by_lot(agreement)
+    # A supplier on several lots is one supplier on the DPS.
+    supplier_count = len({supplier.id for _, suppliers in lots_with_suppliers for supplier in suppliers})
+    return render_template("public/dps_suppliers.html",
+                           lots_with_suppliers=lots_with_suppliers,
+                           supplier_count=supplier_count,
+                           legal_form_labels=agreement_rules.LEGAL_FORM_LABELS,
+                           size_labels=agreement_rules.SIZE_LABELS,
+                           **_period_context(agreement))

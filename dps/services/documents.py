@@ -1,0 +1,337 @@
+"""Uploaded documents: checking, storing and serving them (DESIGN 5).
+
+A document is accepted only if its size is within the configured limit and its contents really
+are the kind of file its extension says (magic bytes, and for the ZIP-based office formats the
+entry that makes them what they are). The bytes go to storage under a key the server makes; the
+row records the user's filename, the type, size and SHA-256.
+
+"No half-saved document": the bytes are stored first and the row added after, so a storage
+failure leaves nothing behind. An object whose row never reaches a commit (the flush fails, or
+the transaction is rolled back or abandoned later in the request) is deleted again by the
+session hooks at the end of this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import re
+import unicodedata
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Response, current_app, redirect
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session, SessionTransaction
+from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response as BaseResponse
+
+from .. import audit, clock
+from ..extensions import db
+from ..models import Document, User
+from ..storage import Storage, StorageError, content_disposition, get_storage
+from . import ServiceError
+
+logger = logging.getLogger(__name__)
+
+# Roles that may read any organisation's documents: the DPS team runs the system, auditors check it.
+ALL_DOCUMENTS_ROLES = frozenset({"dps_admin", "auditor"})
+
+
+def _is_pdf(data: bytes) -> bool:
+    return data.startswith(b"%PDF-")
+
+
+def _is_png(data: bytes) -> bool:
+    return data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _is_jpeg(data: bytes) -> bool:
+    return data.startswith(b"\xff\xd8\xff")
+
+
+def _open_zip(data: bytes) -> zipfile.ZipFile | None:
+    if not data.startswith(b"PK\x03\x04"):
+        return None
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        return None
+
+
+def _zip_containing(entry: str) -> Callable[[bytes], bool]:
+    """OOXML files are ZIPs; the main part is what tells a DOCX from an XLSX (or from any ZIP)."""
+
+    def sniff(data: bytes) -> bool:
+        archive = _open_zip(data)
+        if archive is None:
+            return False
+        with archive:
+            return entry in archive.namelist()
+
+    return sniff
+
+
+# The ODF `mimetype` entry is one short line; anything bigger is not a real one (and must not be
+# decompressed: a crafted entry could be a zip bomb).
+_ODF_MIMETYPE_MAX_BYTES = 100
+
+
+def _odf(mimetype: str) -> Callable[[bytes], bool]:
+    """ODF files are ZIPs whose `mimetype` entry names the kind of document."""
+
+    def sniff(data: bytes) -> bool:
+        archive = _open_zip(data)
+        if archive is None:
+            return False
+        with archive:
+            try:
+                info = archive.getinfo("mimetype")
+                if info.file_size > _ODF_MIMETYPE_MAX_BYTES:
+                    return False
+                return archive.read(info).strip() == mimetype.encode("ascii")
+            except (KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError, ValueError, EOFError, OSError):
+                # Missing entry, corrupt or encrypted archive, unsupported compression.
+                return False
+
+    return sniff
+
+
+def _is_utf8_text(data: bytes) -> bool:
+    # NUL bytes mean a binary file (or UTF-16, which the people reading these files cannot open
+    # reliably); a byte-order mark is what Excel's "CSV UTF-8" writes, so it is allowed.
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+ODT_TYPE = "application/vnd.oasis.opendocument.text"
+ODS_TYPE = "application/vnd.oasis.opendocument.spreadsheet"
+
+# Extension (lower case, no dot) -> (the content type recorded and served, the content check).
+ALLOWED: dict[str, tuple[str, Callable[[bytes], bool]]] = {
+    "pdf": ("application/pdf", _is_pdf),
+    "docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+             _zip_containing("word/document.xml")),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+             _zip_containing("xl/workbook.xml")),
+    "odt": (ODT_TYPE, _odf(ODT_TYPE)),
+    "ods": (ODS_TYPE, _odf(ODS_TYPE)),
+    "csv": ("text/csv", _is_utf8_text),
+    "txt": ("text/plain", _is_utf8_text),
+    "png": ("image/png", _is_png),
+    "jpg": ("image/jpeg", _is_jpeg),
+    "jpeg": ("image/jpeg", _is_jpeg),
+}
+ALLOWED_DESCRIPTION = "PDF, DOCX, XLSX, ODT, ODS, CSV, TXT, PNG or JPEG"
+
+MAX_FILENAME_LENGTH = 255  # the column's length
+_CONTROL_CATEGORIES = ("Cc", "Cf")  # control characters, and format ones such as U+202E (right-to-left override)
+_WHITESPACE_RUNS = re.compile(r"\s+")
+
+
+def clean_filename(raw: str) -> str:
+    """The name to record and offer back on download: the last path segment only (old browsers
+    send C:\\fakepath\\...), without control or bidi-override characters, at most 255 characters
+    with the extension kept."""
+    name = unicodedata.normalize("NFC", raw)
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in _CONTROL_CATEGORIES)
+    name = _WHITESPACE_RUNS.sub(" ", name).strip()
+    if len(name) > MAX_FILENAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        if dot and stem and len(extension) < 20:
+            name = stem[: MAX_FILENAME_LENGTH - len(extension) - 1].rstrip() + "." + extension
+        else:
+            name = name[:MAX_FILENAME_LENGTH]
+    return name
+
+
+def _extension(filename: str) -> str:
+    stem, dot, extension = filename.rpartition(".")
+    return extension.lower() if dot else ""
+
+
+def max_upload_bytes() -> int:
+    return current_app.config["DPS_MAX_UPLOAD_MB"] * 1024 * 1024
+
+
+def store(uploader: User, file: FileStorage | None, *, field: str = "file") -> Document:
+    """Check an uploaded file, store its bytes and add its ``Document`` row (flushed, not committed).
+
+    Refusals raise ``ServiceError`` naming ``field``. If storage fails the user is asked to try
+    again and nothing is added to the session. A ``DPS_STORAGE_URL`` that names no usable
+    backend raises ``ConfigError``: that is for whoever runs the service, not the user. The caller commits; if it rolls back instead, or
+    never commits, the stored object is deleted again.
+    """
+    if file is None or not file.filename:
+        raise ServiceError("Select a file", field)
+    filename = clean_filename(file.filename)
+    if not filename:
+        raise ServiceError("Select a file", field)
+    extension = _extension(filename)
+    if extension not in ALLOWED:
+        raise ServiceError(f"The selected file must be a {ALLOWED_DESCRIPTION}", field)
+
+    limit = max_upload_bytes()
+    # One byte past the limit is enough to know it is too big, without reading the rest.
+    data = file.stream.read(limit + 1)
+    if not data:
+        raise ServiceError("The selected file is empty", field)
+    if len(data) > limit:
+        raise ServiceError(
+            f"The selected file must be smaller than {current_app.config['DPS_MAX_UPLOAD_MB']} MB", field)
+    content_type, sniff = ALLOWED[extension]
+    if not sniff(data):
+        raise ServiceError(
+            f"The selected file is not a real .{extension} file: its contents do not match its name", field)
+
+    backend = get_storage()
+    document = Document(
+        organisation_id=uploader.organisation_id,
+        # Made here, never from the user's filename: nothing they type reaches a path or a key.
+        storage_key=f"{uploader.organisation_id}/{uuid.uuid4().hex}",
+        filename=filename,
+        content_type=content_type,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        uploaded_at=clock.now(),
+        uploaded_by_id=uploader.id,
+    )
+    try:
+        backend.put(document.storage_key, data, content_type)
+    except StorageError:
+        logger.exception("Storing an upload by user %s failed", uploader.id)
+        raise ServiceError("The file could not be saved. Try again.", field) from None
+
+    pending = _Unsaved(backend, document.storage_key, document)
+    _unsaved(db.session()).append(pending)
+    db.session.add(document)
+    try:
+        db.session.flush()
+    except Exception:
+        # The row cannot be written, so the object must go now: the caller may not roll back.
+        with contextlib.suppress(ValueError):
+            _unsaved(db.session()).remove(pending)
+        _delete_quietly(backend, document.storage_key)
+        raise
+    audit.record(
+        "document.uploaded",
+        "document",
+        document.id,
+        {
+            "filename": document.filename,
+            "size_bytes": document.size_bytes,
+            "sha256": document.sha256,
+            "content_type": document.content_type,
+        },
+        actor=uploader,
+    )
+    return document
+
+
+def can_view(user, document: Document) -> bool:
+    """The one gate for reading a document: its own organisation's users, the DPS team and
+    auditors. Views call this right after loading a document and answer 404 when it says no."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if user.role in ALL_DOCUMENTS_ROLES:
+        return True
+    return user.organisation_id == document.organisation_id
+
+
+def open_for_download(document: Document, *, actor: User | None = None) -> BaseResponse:
+    """The response that hands ``document`` to the browser, as an attachment.
+
+    Local storage: the bytes, checked against the recorded SHA-256, with the recorded type,
+    ``Content-Disposition: attachment`` and ``nosniff``. S3: a redirect to a presigned URL that
+    works for ``PRESIGNED_URL_SECONDS``.
+
+    This function does not check permission: the caller must have checked
+    ``can_view(user, document)`` first. It writes the ``document.downloaded`` audit event
+    (``actor`` defaults to the signed-in user) and flushes; the caller commits. A storage
+    failure raises ``StorageError``.
+    """
+    backend = get_storage()
+    url = backend.download_url(document.storage_key, document.filename, document.content_type)
+    if url is None:
+        data = backend.get(document.storage_key)
+        if hashlib.sha256(data).hexdigest() != document.sha256:
+            # Changed or damaged on disk since upload: serving it would hand out a file that is
+            # not the one on record.
+            raise StorageError(f"document {document.id}: stored bytes do not match the recorded SHA-256")
+        response: BaseResponse = Response(data, mimetype=document.content_type)
+        response.headers["Content-Disposition"] = content_disposition(document.filename)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Should a browser render it anyway, nothing in it may run script on this site's origin.
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    else:
+        # The presigned URL carries the disposition and type, so S3 sends those headers itself.
+        response = redirect(url, 302)
+    # Neither the file nor a redirect carrying a signed URL may be kept by a shared cache.
+    response.headers["Cache-Control"] = "private, no-store"
+    audit.record(
+        "document.downloaded",
+        "document",
+        document.id,
+        {"filename": document.filename, "sha256": document.sha256, "via": "app" if url is None else "presigned_url"},
+        actor=actor,
+    )
+    return response
+
+
+# --- Objects stored in a transaction that never commits ------------------------------------
+#
+# Each store() notes (backend, key, document) on the session. When the outermost transaction
+# commits, the note is dropped, except for documents whose row did not survive (inserted inside
+# a savepoint that was rolled back, or deleted again): their objects are deleted. When the
+# outermost transaction ends any other way (rollback, or the session closed without a commit),
+# every noted object is deleted. Either way no object outlives its row's chance of existing.
+
+_UNSAVED_KEY = "dps_unsaved_documents"
+
+
+@dataclass(eq=False)
+class _Unsaved:
+    backend: Storage
+    key: str
+    document: Document
+
+
+def _unsaved(session: Session) -> list[_Unsaved]:
+    return session.info.setdefault(_UNSAVED_KEY, [])
+
+
+def _delete_quietly(backend: Storage, key: str) -> None:
+    # Runs while another error is being handled or inside session events: it must never raise.
+    try:
+        backend.delete(key)
+    except StorageError:
+        logger.exception("Could not delete the stored object %r of a document that was not saved; "
+                         "it is an orphan and can be removed by hand", key)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released; the outer transaction can still roll back
+    for entry in session.info.pop(_UNSAVED_KEY, None) or ():
+        state = inspect(entry.document)
+        if not state.has_identity or state.deleted:
+            _delete_quietly(entry.backend, entry.key)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint: what happens to its rows is settled when the outer transaction ends
+    # A commit has already taken its entries in _after_commit; anything left was never committed.
+    for entry in session.info.pop(_UNSAVED_KEY, None) or ():
+        _delete_quietly(entry.backend, entry.key)
