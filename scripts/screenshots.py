@@ -29,10 +29,7 @@ def main() -> None:
         page.goto(f"{args.base}/")
         page.screenshot(path=str(OUT / "home.png"), full_page=True)
 
-        page.goto(f"{args.base}/sign-in")
-        page.fill("#email", "buyer@oldham.example.org")
-        page.fill("#password", args.password)
-        page.click("#submit")
+        sign_in(page, args, "buyer@oldham.example.org")
         page.wait_for_url(f"{args.base}/buyer/")
         page.screenshot(path=str(OUT / "buyer-dashboard.png"))
 
@@ -40,7 +37,26 @@ def main() -> None:
         page.fill("#email", "not an email")
         page.click("#submit")
         page.screenshot(path=str(OUT / "error-summary.png"))
+
+        team = browser.new_page(viewport={"width": 1100, "height": 900})
+        sign_in(team, args, "team@dps.example.org")
+        team.goto(f"{args.base}/team/applications")
+        team.screenshot(path=str(OUT / "team-applications.png"))
+        team.goto(f"{args.base}/team/suppliers")
+        team.screenshot(path=str(OUT / "team-suppliers.png"))
+
+        supplier = browser.new_page(viewport={"width": 1100, "height": 900})
+        sign_in(supplier, args, "olivia@tidewell.example.org")
+        supplier.goto(f"{args.base}/dps/suppliers")
+        supplier.screenshot(path=str(OUT / "who-is-on-the-dps.png"))
         browser.close()
+
+
+def sign_in(page, args, email: str) -> None:
+    page.goto(f"{args.base}/sign-in")
+    page.fill("#email", email)
+    page.fill("#password", args.password)
+    page.click("#submit")
 
 
 if __name__ == "__main__":
