@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
-from flask import Blueprint, abort, request
-from flask_login import current_user
+import time
+
+from flask import Blueprint, abort, request, session
+from flask_login import current_user, login_user
 from sqlalchemy import Select
 
 from .extensions import db, login_manager
@@ -28,6 +30,35 @@ def role_gate(blueprint: Blueprint, roles: Iterable[str], public_endpoints: Iter
         if current_user.role not in allowed:
             abort(403)
         return None
+
+
+# A session ends after this long, however active (seconds, real time: a session's safety never
+# depends on the simulated clock)...
+SESSION_LIFETIME = 12 * 60 * 60
+# ...or after this long without a request.
+SESSION_IDLE_LIMIT = 2 * 60 * 60
+
+
+def start_session(user) -> None:
+    """Sign ``user`` in on this browser, stamping when, so the session can expire."""
+    login_user(user)
+    now = int(time.time())
+    session["signed_in_at"] = now
+    session["seen_at"] = now
+
+
+def session_expired() -> bool:
+    """True (and the session's stamps cleared) when the signed-in session is too old or idle."""
+    now = int(time.time())
+    signed_in_at = session.get("signed_in_at")
+    seen_at = session.get("seen_at")
+    if signed_in_at is None or seen_at is None or now - signed_in_at > SESSION_LIFETIME or now - seen_at > SESSION_IDLE_LIMIT:
+        session.pop("signed_in_at", None)
+        session.pop("seen_at", None)
+        return True
+    if now - seen_at > 60:  # refresh at most once a minute, so most responses set no cookie
+        session["seen_at"] = now
+    return False
 
 
 def one_or_404(stmt: Select) -> T:

@@ -9,7 +9,14 @@ from govuk_frontend_wtf.wtforms_widgets import (
     GovTextInput,
 )
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import Email, InputRequired, Length
+from wtforms.validators import Email, InputRequired, Length, ValidationError
+
+
+def single_line(form, field) -> None:
+    """No line breaks or other control characters in a one-line answer: a name ends up in email
+    subjects, logs and exports, where a line break would be read as something else."""
+    if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
+        raise ValidationError(f"{field.label.text} must be on one line, without special characters")
 
 
 def email_field(label: str = "Email address", hint: str | None = None) -> EmailField:
@@ -28,7 +35,8 @@ def email_field(label: str = "Email address", hint: str | None = None) -> EmailF
 
 def name_field(label: str = "Full name", message: str = "Enter the person's full name") -> StringField:
     return StringField(label, widget=GovTextInput(),
-                       validators=[InputRequired(message=message), Length(max=200, message="Name must be 200 characters or fewer")])
+                       validators=[InputRequired(message=message), Length(max=200, message="Name must be 200 characters or fewer"),
+                                   single_line])
 
 
 def new_password_field(label: str = "Create a password") -> PasswordField:
@@ -85,7 +93,7 @@ class SupplierSignUpForm(FlaskForm):
         "Name of your organisation", widget=GovTextInput(),
         description="Its legal name, as registered. You can add its details when you apply.",
         validators=[InputRequired(message="Enter the name of your organisation"),
-                    Length(max=200, message="Organisation name must be 200 characters or fewer")])
+                    Length(max=200, message="Organisation name must be 200 characters or fewer"), single_line])
     name = name_field("Your full name", "Enter your full name")
     email = email_field("Your email address", hint="We will send you a link to confirm it.")
     password = new_password_field()

@@ -64,6 +64,20 @@ def register(app: Flask) -> None:
         if request.endpoint != "static":
             clock.sync()
 
+    @app.before_request
+    def expire_old_sessions():
+        from flask import flash
+        from flask_login import logout_user
+
+        from .auth import session_expired
+
+        if request.endpoint == "static" or not current_user.is_authenticated:
+            return None
+        if session_expired():
+            logout_user()
+            flash("You have been signed out because you were away for a while. Sign in again.", "info")
+        return None
+
     @app.after_request
     def security_headers(response):
         nonce = g.get("csp_nonce", "")

@@ -6,6 +6,7 @@ is set; without it, messages stay in the outbox table and are written to the log
 """
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -23,10 +24,17 @@ MAX_ATTEMPTS = 5
 
 
 def queue(to_address: str, subject: str, body: str) -> OutboxMessage:
-    message = OutboxMessage(to_address=to_address, subject=subject, body=body, created_at=clock.now(), attempts=0)
+    message = OutboxMessage(to_address=to_address, subject=header_safe(subject), body=body, created_at=clock.now(),
+                            attempts=0)
     db.session.add(message)
     db.session.flush()
-    current_app.logger.info("Email queued to %s: %s\n%s", to_address, subject, body)
+    if current_app.config.get("DPS_SMTP_URL"):
+        # Real mail goes out: the log must not hold the one-time links the bodies carry.
+        current_app.logger.info("Email queued to %s: %s", to_address, message.subject)
+    else:
+        # Embedded mode (no mail server): the log is how a developer follows a link.
+        current_app.logger.info("Email queued to %s (not sent: DPS_SMTP_URL is not set): %s\n%s",
+                                to_address, message.subject, body)
     return message
 
 
@@ -111,19 +119,35 @@ def _mark_unreachable(first_batch: list[OutboxMessage], exc: Exception, batch_si
     return count
 
 
+def header_safe(text: str) -> str:
+    """One line: a line break in a header would be an injected header (and is refused)."""
+    return " ".join(text.split())
+
+
+# The one-time links in emails: redacted once sent, so the outbox never holds a live link.
+_ONE_TIME_LINK = re.compile(r"(/(?:reset-password|invitation|confirm-email)/)[A-Za-z0-9_\-]+")
+
+
+def redact_links(body: str) -> str:
+    return _ONE_TIME_LINK.sub(r"\1[link removed after sending]", body)
+
+
 def _send_one(server: smtplib.SMTP, message: OutboxMessage) -> bool:
-    email = EmailMessage()
-    email["From"] = current_app.config["DPS_MAIL_FROM"]
-    email["To"] = message.to_address
-    email["Subject"] = message.subject
-    email["Message-ID"] = make_msgid(domain="dps.example.org")
-    email.set_content(message.body)
+    # Counted first: a message that fails in any way is tried again later, never forever,
+    # and never stops the messages behind it.
     message.attempts += 1
     try:
+        email = EmailMessage()
+        email["From"] = current_app.config["DPS_MAIL_FROM"]
+        email["To"] = header_safe(message.to_address)
+        email["Subject"] = header_safe(message.subject)
+        email["Message-ID"] = make_msgid(domain="dps.example.org")
+        email.set_content(message.body)
         server.send_message(email)
-    except smtplib.SMTPException as exc:
+    except (smtplib.SMTPException, ValueError) as exc:
         message.last_error = str(exc)
         return False
     message.sent_at = clock.now()
     message.last_error = None
+    message.body = redact_links(message.body)
     return True

@@ -147,7 +147,10 @@ def start_application():
         abort(400)
     previous = None
     if request.form.get("previous"):
-        previous = _own_application(int(request.form["previous"]))
+        previous_id = request.form.get("previous", type=int)
+        if previous_id is None:
+            abort(400)
+        previous = _own_application(previous_id)
     try:
         application = applications.start(current_user._get_current_object(), previous=previous)
     except ServiceError as exc:

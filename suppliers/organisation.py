@@ -13,7 +13,7 @@ from wtforms.validators import AnyOf, InputRequired, Length, ValidationError
 
 from dps import validators
 from dps.extensions import db
-from dps.forms import email_field
+from dps.forms import email_field, single_line
 from dps.models import Organisation
 from dps.models.organisations import LEGAL_FORMS, NATIONS, SIZES
 from dps.services import ServiceError, suppliers
@@ -72,6 +72,7 @@ def _text(label: str, what: str, *, required: str | None = None, max_length: int
     return StringField(label, widget=GovTextInput(), description=hint, validators=[
         *presence,
         Length(max=max_length, message=f"{what} must be {max_length} characters or fewer"),
+        single_line,
         *extra,
     ])
 

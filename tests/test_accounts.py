@@ -373,12 +373,18 @@ def test_a_supplier_invites_a_colleague(app, signed_in):
         assert kit.password_hash is None
 
 
-def test_inviting_an_existing_address_is_refused_by_the_field(signed_in, factory):
-    factory.user("buyer", email="taken@example.org")
-    browser, _ = signed_in("buyer")
-    response = browser.submit("/buyer/colleagues", {"name": "Someone", "email": "Taken@example.org"})
-    assert response.status_code == 400
-    assert "There is already an account with this email address" in text(response)
+def test_inviting_an_existing_address_reveals_nothing_and_tells_its_holder(app, signed_in, factory):
+    holder = factory.user("buyer", email="taken@example.org")
+    browser, _ = signed_in("supplier")
+    response = browser.submit("/supplier/colleagues", {"name": "Someone", "email": "Taken@example.org"})
+    # The inviter sees what any invitation shows...
+    assert response.status_code == 302
+    assert "We have emailed taken@example.org" in text(browser.get("/supplier/colleagues"))
+    # ...no account was made or moved, and the holder was told.
+    with app.app_context():
+        assert db.session.scalar(select(User.organisation_id).where(User.email == "taken@example.org")) == holder["organisation_id"]
+    [message] = outbox(app)
+    assert message.to_address == "taken@example.org" and "already have an account" in message.body
 
 
 def test_team_creates_buyer_accounts_only_for_eligible_members(app, factory, signed_in):
@@ -408,3 +414,96 @@ def test_team_creates_buyer_accounts_only_for_eligible_members(app, factory, sig
                                  (parish, None), (network, None)):
             reason = accounts.buyer_ineligibility(db.session.get(Organisation, org_id))
             assert (reason is None) if expected is None else (expected in reason)
+
+
+def _from(app, address: str):
+    """A browser whose requests come from ``address`` (only the WSGI environ; no traffic is sent)."""
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = address
+    return browser
+
+
+def test_a_stranger_elsewhere_cannot_lock_the_real_person_out(app, factory):
+    user = factory.user("buyer")
+    attacker = _from(app, "192.0.2.66")
+    for _ in range(accounts.MAX_FAILURES_PER_ACCOUNT + 2):
+        sign_in(attacker, user["email"], "a wrong password here")
+    assert "too many attempts" in text(sign_in(attacker, user["email"], user["password"]))
+    assert sign_in(_from(app, "198.51.100.10"), user["email"], user["password"]).status_code == 302
+
+
+def test_guessing_one_account_from_many_addresses_is_slowed_too(app, factory):
+    user = factory.user("buyer")
+    for n in range(accounts.MAX_FAILURES_PER_ACCOUNT_ANYWHERE):
+        sign_in(_from(app, f"192.0.2.{n % 200 + 1}"), user["email"], "a wrong password here")
+    assert "too many attempts" in text(sign_in(_from(app, "198.51.100.10"), user["email"], user["password"]))
+
+
+def test_a_new_password_lifts_the_lock(app, client, factory):
+    user = factory.user("buyer")
+    for _ in range(accounts.MAX_FAILURES_PER_ACCOUNT):
+        sign_in(client, user["email"], "a wrong password here")
+    assert "too many attempts" in text(sign_in(client, user["email"], user["password"]))
+    client.submit("/forgotten-password", {"email": user["email"]})
+    client.submit(link_in(outbox(app)[-1].body), {"password": "ginger parsnip lighthouse"})
+    assert sign_in(client, user["email"], "ginger parsnip lighthouse").status_code == 302
+
+
+def test_signing_in_to_ones_own_account_does_not_reset_the_address_limit(app, factory):
+    mine = factory.user("supplier")
+    sprayer = _from(app, "192.0.2.99")
+    for n in range(accounts.MAX_FAILURES_PER_ADDRESS - 1):
+        sign_in(sprayer, f"target{n}@example.org", "Summer2024!")
+    assert sign_in(sprayer, mine["email"], mine["password"]).status_code == 302
+    sprayer = _from(app, "192.0.2.99")
+    sign_in(sprayer, "one-more@example.org", "Summer2024!")
+    assert "too many attempts" in text(sign_in(sprayer, "another@example.org", "Summer2024!"))
+
+
+def test_sessions_end_after_12_hours_or_2_idle_hours(signed_in, monkeypatch):
+    from dps import auth
+
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(auth.time, "time", lambda: now[0])
+    busy, _ = signed_in("buyer")
+    idle, _ = signed_in("buyer")
+    # Busy all day, one request an hour: the session lives...
+    for _ in range(11):
+        now[0] += 3600
+        assert busy.get("/buyer/").status_code == 200
+    now[0] += 3600 + 1  # ...until 12 hours after signing in.
+    expired = busy.get("/buyer/")
+    assert expired.status_code == 302 and expired.headers["Location"].startswith("/sign-in")
+    assert "away for a while" in busy.get(expired.headers["Location"]).get_data(as_text=True)
+    # The idle one has not been seen for 12 hours: long past the 2-hour idle limit.
+    assert idle.get("/buyer/").status_code == 302
+
+
+def test_two_idle_hours_end_a_session_but_less_does_not(signed_in, monkeypatch):
+    from dps import auth
+
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(auth.time, "time", lambda: now[0])
+    browser, _ = signed_in("buyer")
+    now[0] += auth.SESSION_IDLE_LIMIT
+    assert browser.get("/buyer/").status_code == 200  # exactly 2 hours: still signed in
+    now[0] += auth.SESSION_IDLE_LIMIT + 1
+    assert browser.get("/buyer/").status_code == 302
+
+
+def test_a_one_time_link_used_by_a_racing_request_is_refused(app, client, factory):
+    import pytest
+    from sqlalchemy import text as sql
+
+    from dps.services import ServiceError
+
+    user = factory.user("buyer")
+    client.submit("/forgotten-password", {"email": user["email"]})
+    raw = link_in(outbox(app)[-1].body).rsplit("/", 1)[1]
+    with app.app_context():
+        token = accounts.find_token(raw, "reset_password")  # this request sees it unused...
+        # ...while another request uses it first (same row, written behind this session's back).
+        db.session.execute(sql("UPDATE user_tokens SET used_at = created_at WHERE id = :id"), {"id": token.id})
+        with pytest.raises(ServiceError, match="already been used"):
+            accounts.reset_password(raw, "ginger parsnip lighthouse")
+        db.session.rollback()

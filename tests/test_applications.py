@@ -392,3 +392,24 @@ def test_a_submitted_application_cannot_be_changed(app, dps, signed_in):
     assert changed.status_code == 302
     with app.app_context():
         assert db.session.get(Application, app_id).answer_map()["public_liability"] == 2_000_000_00
+
+
+def test_the_team_sees_evidence_only_once_the_application_is_submitted(app, dps, team, signed_in, factory):
+    browser, user = signed_in("supplier")
+    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    browser.submit(f"/supplier/applications/{app_id}/sections/economic_financial",
+                   {"annual_turnover": "1000", "accounts": upload("draft-accounts.pdf")}, content_type="multipart/form-data")
+    with app.app_context():
+        [document_id] = db.session.get(Application, app_id).answer_map()["accounts"]
+    auditor, _ = signed_in("auditor", organisation_id=dps["body"])
+    assert browser.get(f"/documents/{document_id}").status_code == 200  # the supplier's own
+    assert team.get(f"/documents/{document_id}").status_code == 404  # a draft is the supplier's alone
+    assert auditor.get(f"/documents/{document_id}").status_code == 404
+    with app.app_context():
+        item = db.session.get(Application, app_id)
+        item.submitted_at = item.created_at  # as if sent (the rest of the journey is tested above)
+        db.session.commit()
+    assert team.get(f"/documents/{document_id}").status_code == 200
+    assert auditor.get(f"/documents/{document_id}").status_code == 200
+    other, _ = signed_in("supplier")
+    assert other.get(f"/documents/{document_id}").status_code == 404

@@ -220,3 +220,32 @@ def test_deliver_without_smtp_keeps_messages_in_the_outbox(app):
     with app.app_context():
         row = db.session.scalar(select(OutboxMessage))
         assert row.sent_at is None and row.attempts == 0
+
+
+def test_a_line_break_in_a_subject_cannot_inject_headers_or_block_the_outbox(smtp_app, smtp_server):
+    """A supplier's name ends up in subjects; a name with a line break once stopped all mail."""
+    _, handler = smtp_server
+    queue(smtp_app, ("team@example.org", "New application: Evil Ltd\r\nBcc: victim@example.org", "Body\n"),
+          ("pat@example.org", "Reset your password", "Body\n"))
+    assert deliver(smtp_app) == (2, 0)
+    subjects = [m["Subject"] for m in handler.messages()]
+    assert subjects == ["New application: Evil Ltd Bcc: victim@example.org", "Reset your password"]
+    assert all(m["Bcc"] is None for m in handler.messages())
+    assert [len(e.rcpt_tos) for e in handler.envelopes] == [1, 1]
+
+
+def test_one_time_links_are_removed_from_the_outbox_once_sent(smtp_app, smtp_server, factory):
+    _, handler = smtp_server
+    user = factory.user("buyer")
+    smtp_app.test_client().submit("/forgotten-password", {"email": user["email"]})
+    assert deliver(smtp_app) == (1, 0)
+    delivered = handler.messages()[0].get_content()
+    assert "/reset-password/" in delivered and "[link removed" not in delivered  # the person got the link
+    stored = outbox(smtp_app)[-1].body
+    assert "/reset-password/[link removed after sending]" in stored  # the database keeps no live link
+
+
+def test_names_must_be_on_one_line(signed_in):
+    browser, _ = signed_in("supplier")
+    response = browser.submit("/supplier/colleagues", {"name": "Kit\r\nBcc: x@example.org", "email": "kit@example.org"})
+    assert response.status_code == 400 and "must be on one line" in response.get_data(as_text=True)

@@ -348,8 +348,10 @@ def test_one_supplier_can_be_asked_once_at_a_time(app, factory, signed_in):
     assert "due by 3 June 2024" in _text(team.get(page))
     again = team.submit(f"{page}/request-renewal", page=page, follow_redirects=True)
     assert "already been asked: its declaration is due by 3 June 2024" in _text(again)
-    refused = team.submit(f"/team/suppliers/{applicant['org']}/request-renewal", page=page, follow_redirects=True)
-    assert "is not on the DPS" in _text(refused)
+    # One that has only registered has not come to the DPS team at all: not found.
+    refused = team.submit(f"/team/suppliers/{applicant['org']}/request-renewal", page=page)
+    assert refused.status_code == 404
+    assert team.get(f"/team/suppliers/{applicant['org']}").status_code == 404
     assert list(_requests(app)) == [supplier["org"]]
 
 

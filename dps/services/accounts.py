@@ -9,7 +9,7 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, url_for
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from zxcvbn import zxcvbn
 
 from .. import audit, clock, mail
@@ -38,7 +38,10 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_ACCOUNT_ANYWHERE = 50
 MAX_FAILURES_PER_ADDRESS = 30
+# Stands in the address column of the sign-in log when a password is set, not typed.
+PASSWORD_SET_MARKER = "password set"
 TOKEN_LIFETIMES = {
     "reset_password": timedelta(hours=2),
     "confirm_email": timedelta(days=7),
@@ -92,25 +95,38 @@ def _check_password(user: User | None, password: str) -> bool:
     return ok
 
 
-def _failures_since(column, value: str, since) -> int:
-    last_success = db.session.scalar(
-        select(func.max(SignInAttempt.attempted_at)).where(column == value, SignInAttempt.succeeded.is_(True))
-    )
-    if last_success is not None and last_success > since:
-        since = last_success
+def _failures(since, *conditions) -> int:
     return db.session.scalar(
         select(func.count()).select_from(SignInAttempt).where(
-            column == value, SignInAttempt.succeeded.is_(False), SignInAttempt.attempted_at > since
-        )
-    )
+            SignInAttempt.succeeded.is_(False), SignInAttempt.attempted_at > since, *conditions))
 
 
 def _is_throttled(email: str, ip: str) -> bool:
-    since = clock.now() - THROTTLE_WINDOW
+    """Three limits, over the last 15 minutes:
+
+    - an account from one address: 5 failures (the usual lock, which a stranger elsewhere
+      cannot use to lock the real person out);
+    - an account from anywhere: 50 failures (slows guessing spread over many addresses);
+    - an address, whatever the accounts: 30 failures (slows spraying one password at many).
+
+    An account's counts start again after a successful sign-in or a new password; an address's
+    do not, so signing in to one's own account cannot reset the guessing of others'.
+    """
+    window_start = clock.now() - THROTTLE_WINDOW
+    last_success = db.session.scalar(
+        select(func.max(SignInAttempt.attempted_at)).where(SignInAttempt.email == email, SignInAttempt.succeeded.is_(True)))
+    account_since = max(window_start, last_success) if last_success else window_start
     return (
-        _failures_since(SignInAttempt.email, email, since) >= MAX_FAILURES_PER_ACCOUNT
-        or _failures_since(SignInAttempt.ip_address, ip, since) >= MAX_FAILURES_PER_ADDRESS
+        _failures(account_since, SignInAttempt.email == email, SignInAttempt.ip_address == ip) >= MAX_FAILURES_PER_ACCOUNT
+        or _failures(account_since, SignInAttempt.email == email) >= MAX_FAILURES_PER_ACCOUNT_ANYWHERE
+        or _failures(window_start, SignInAttempt.ip_address == ip) >= MAX_FAILURES_PER_ADDRESS
     )
+
+
+def _password_was_set(user: User) -> None:
+    """A new password (reset, invitation, change) lifts any lock on the account."""
+    db.session.add(SignInAttempt(email=user.email, ip_address=PASSWORD_SET_MARKER, attempted_at=clock.now(),
+                                 succeeded=True))
 
 
 def sign_in(email: str, password: str, ip: str) -> User:
@@ -175,11 +191,20 @@ def _link(endpoint: str, **values) -> str:
     return current_app.config["DPS_BASE_URL"] + url_for(endpoint, **values)
 
 
+def _claim(token: UserToken) -> None:
+    """Mark a token used, atomically: of two requests racing with one link, only one wins."""
+    claimed = db.session.execute(
+        update(UserToken).where(UserToken.id == token.id, UserToken.used_at.is_(None)).values(used_at=clock.now())
+    ).rowcount
+    if claimed != 1:
+        raise ServiceError("This link has expired or has already been used. Ask for a new one.")
+
+
 def _use_token(raw: str, purpose: str) -> UserToken:
     token = find_token(raw, purpose)
     if token is None:
         raise ServiceError("This link has expired or has already been used. Ask for a new one.")
-    token.used_at = clock.now()
+    _claim(token)
     return token
 
 
@@ -208,6 +233,7 @@ def _set_password(user: User, password: str) -> None:
         raise ServiceError(problem, field="password")
     user.password_hash = hash_password(password)
     user.session_version += 1  # a new password ends every existing session
+    _password_was_set(user)
 
 
 def reset_password(raw_token: str, password: str) -> User:
@@ -215,7 +241,7 @@ def reset_password(raw_token: str, password: str) -> User:
     if token is None:
         raise ServiceError("This link has expired or has already been used. Ask for a new one.")
     _set_password(token.user, password)
-    token.used_at = clock.now()
+    _claim(token)
     audit.record("user.password_reset", "user", token.user.id, {}, actor=token.user)
     return token.user
 
@@ -311,6 +337,27 @@ def invite(inviter: User | None, *, email: str, name: str, role: str, organisati
     return user
 
 
+def invite_colleague(inviter: User, *, email: str, name: str) -> None:
+    """Invite someone into the inviter's own organisation, with the inviter's role.
+
+    An address that already has an account (at any organisation) is not revealed to the inviter:
+    the page reads the same, and the holder is told by email instead."""
+    existing = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if existing is None:
+        invite(inviter, email=email, name=name, role=inviter.role, organisation=inviter.organisation)
+        return
+    mail.queue(
+        existing.email,
+        "Someone tried to invite you to the CCIN Dynamic Purchasing System",
+        f"Dear {existing.name},\n\n{inviter.name} of {inviter.organisation.name} tried to invite you to the CCIN "
+        f"Dynamic Purchasing System, but you already have an account with this email address.\n\n"
+        f"Sign in: {_link('public.sign_in')}\nIf your account should move to another organisation, "
+        "ask the DPS team.\n",
+    )
+    audit.record("user.invitation_to_existing_account", "user", existing.id, {"invited_by": inviter.id},
+                 actor=inviter)
+
+
 def resend_invitation(actor: User, user: User) -> None:
     if user.password_hash is not None:
         raise ServiceError(f"{user.name} has already accepted their invitation")
@@ -328,7 +375,7 @@ def accept_invitation(raw_token: str, password: str) -> User:
     user = token.user
     _set_password(user, password)
     user.email_confirmed_at = clock.now()  # the link reached them, so the address is theirs
-    token.used_at = clock.now()
+    _claim(token)
     audit.record("user.invitation_accepted", "user", user.id, {}, actor=user)
     return user
 
@@ -342,6 +389,7 @@ def sign_up_supplier(*, organisation_name: str, name: str, email: str, password:
         raise ServiceError(problem, field="password")
     existing = db.session.scalar(select(User).where(User.email == email))
     if existing is not None:
+        hash_password(password)  # the same work as a new account, so the timing tells nothing
         mail.queue(
             existing.email,
             "You already have an account with the CCIN Dynamic Purchasing System",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Response, current_app, redirect
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
@@ -238,13 +238,38 @@ def store(uploader: User, file: FileStorage | None, *, field: str = "file") -> D
 
 
 def can_view(user, document: Document) -> bool:
-    """The one gate for reading a document: its own organisation's users, the DPS team and
-    auditors. Views call this right after loading a document and answer 404 when it says no."""
+    """The one gate for reading a document. Views call it right after loading a document and
+    answer 404 when it says no.
+
+    - Its own organisation's users: always.
+    - The DPS team and auditors: only evidence of an application that has been submitted. A
+      supplier's draft, and anything it removed before submitting, are the supplier's alone.
+    """
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    if user.role in ALL_DOCUMENTS_ROLES:
+    if user.organisation_id == document.organisation_id:
         return True
-    return user.organisation_id == document.organisation_id
+    if user.role in ALL_DOCUMENTS_ROLES:
+        return _in_a_submitted_application(document)
+    return False
+
+
+def _in_a_submitted_application(document: Document) -> bool:
+    from .. import questionnaire
+    from ..models import Answer, Application
+
+    rows = db.session.execute(
+        select(Application.questionnaire_version, Answer.question_id, Answer.value)
+        .join(Answer.application)
+        .where(Application.organisation_id == document.organisation_id, Application.submitted_at.is_not(None))
+    ).all()
+    for version, question_id, value in rows:
+        question = questionnaire.load(version).question(question_id)
+        # JSON containment differs between SQLite and PostgreSQL, so the few answers of one
+        # organisation are checked here.
+        if question is not None and question.type == "file" and document.id in (value or []):
+            return True
+    return False
 
 
 def open_for_download(document: Document, *, actor: User | None = None) -> BaseResponse:

@@ -19,14 +19,13 @@ def colleagues_page(endpoint: str):
     form = InviteColleagueForm()
     if form.validate_on_submit():
         try:
-            invited = accounts.invite(user, email=form.email.data, name=form.name.data, role=user.role,
-                                      organisation=user.organisation)
+            accounts.invite_colleague(user, email=form.email.data, name=form.name.data)
         except ServiceError as exc:
             db.session.rollback()
             attach_error(form, exc)
         else:
             db.session.commit()
-            flash(f"We have emailed {invited.email} a link to set up their account.", "success")
+            flash(f"We have emailed {accounts.normalise_email(form.email.data)} a link to set up their account.", "success")
             return redirect(url_for(endpoint))
     people = db.session.scalars(
         select(User).where(User.organisation_id == user.organisation_id).order_by(User.name)

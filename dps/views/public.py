@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 from sqlalchemy import select
 
 from .. import clock
+from ..auth import start_session
 from ..extensions import db
 from ..forms import (
     ChangePasswordForm,
@@ -61,7 +62,7 @@ def sign_in():
             form.form_errors.append(exc.message)
         else:
             db.session.commit()
-            login_user(user)
+            start_session(user)
             return redirect(safe_next(request.args.get("next")) or home_for(user))
     return render_form("public/sign_in.html", form, unconfirmed=unconfirmed,
                        resend_form=ResendConfirmationForm(formdata=None, email=form.email.data))
@@ -164,7 +165,7 @@ def account():
         else:
             db.session.commit()
             # The new password ended every session, this one included: start a fresh one here.
-            login_user(current_user._get_current_object())
+            start_session(current_user._get_current_object())
             flash("Your password has been changed. You have been signed out on your other devices.", "success")
             return redirect(url_for("public.account"))
     return render_form("public/account.html", form)

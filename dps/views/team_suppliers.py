@@ -11,14 +11,14 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovTextArea
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from wtforms import TextAreaField
 from wtforms.validators import Length
 
 from ..auth import one_or_404
 from ..extensions import db
 from ..forms import ConfirmForm
-from ..models import Admission, Organisation, RenewalRequest, User
+from ..models import Admission, Application, Organisation, RenewalRequest, User
 from ..services import ServiceError, standing
 from ..services import suppliers as supplier_details
 from ..services.agreements import LEGAL_FORM_LABELS, SIZE_LABELS
@@ -49,8 +49,10 @@ def _due(renewal: RenewalRequest) -> str:
 
 
 def _supplier(org_id: int) -> Organisation:
-    # The DPS team sees every supplier; anything that is not a supplier is not found.
-    return one_or_404(select(Organisation).where(Organisation.id == org_id, Organisation.kind == "supplier"))
+    # The DPS team sees suppliers that have come to it: ones with a submitted application (and so
+    # any on the DPS). One that has only registered, or has only a draft, is its own business.
+    came_forward = exists().where(Application.organisation_id == Organisation.id, Application.submitted_at.is_not(None))
+    return one_or_404(select(Organisation).where(Organisation.id == org_id, Organisation.kind == "supplier", came_forward))
 
 
 @bp.route("/suppliers")
