@@ -2,12 +2,42 @@
 from .agreements import Agreement, Lot
 from .applications import Admission, Answer, Application, ApplicationLot, Document, RenewalRequest
 from .audit import AuditEvent
+from .competitions import (
+    Award,
+    Bid,
+    BidAnswer,
+    BidDocument,
+    CallOff,
+    Clarification,
+    Competition,
+    CompetitionDocument,
+    Criterion,
+    Invitation,
+    Invoice,
+    ModeratedScore,
+    PanelMember,
+    Score,
+)
 from .budget import Allocation, BudgetLine, BudgetYear
 from .organisations import Organisation
 from .system import OutboxMessage, SimulatedClock
 from .users import SignInAttempt, User, UserToken
 
 __all__ = [
+    "Award",
+    "Bid",
+    "BidAnswer",
+    "BidDocument",
+    "CallOff",
+    "Clarification",
+    "Competition",
+    "CompetitionDocument",
+    "Criterion",
+    "Invitation",
+    "Invoice",
+    "ModeratedScore",
+    "PanelMember",
+    "Score",
     "Admission",
     "Answer",
     "Application",

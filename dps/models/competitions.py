@@ -1,0 +1,354 @@
+"""Mini-competitions under the DPS: invitations, clarifications, sealed bids, evaluation,
+award, the call-off contract it creates, and invoices paid against it.
+
+Status is derived from timestamps (see Competition.status), so there is one truth about where a
+competition stands, and a SQL form of it for filtering.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    case,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .agreements import Lot
+from .applications import Document
+from .budget import Allocation
+from .organisations import Organisation
+from .types import UTCDateTime
+from .users import User
+
+CRITERION_KINDS = ("quality", "price", "social_value")
+PRICE_FORMULAS = ("lowest_price_ratio", "linear_from_lowest")
+BID_STATES = ("draft", "submitted", "withdrawn")
+
+
+class Competition(db.Model):
+    __tablename__ = "competitions"
+    __table_args__ = (
+        CheckConstraint("estimated_value_pence > 0", name="estimated_value_positive"),
+        CheckConstraint("clarification_deadline < tender_deadline", name="clarifications_before_tenders"),
+        CheckConstraint(f"price_formula IN {PRICE_FORMULAS!r}", name="price_formula"),
+        CheckConstraint("cancelled_at IS NULL OR length(cancel_reason) > 0", name="cancellation_has_reason"),
+        CheckConstraint("standstill_days >= 0", name="standstill_not_negative"),
+        Index("ix_competitions_lot_deadline", "lot_id", "tender_deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
+    buyer_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    estimated_value_pence: Mapped[int] = mapped_column(BigInteger)
+    # The allocation the call-off will be charged to (the buyer's own, or the network's).
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), index=True)
+    clarification_deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    tender_deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    standstill: Mapped[bool] = mapped_column(Boolean)
+    standstill_days: Mapped[int] = mapped_column(Integer, default=10)
+    price_formula: Mapped[str] = mapped_column(String(40), default="lowest_price_ratio")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Publication is the moment every admitted supplier of the lot is invited.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Opening: after the deadline, an audited act, the panel may see the bids.
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_without_award_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    no_award_reason: Mapped[str | None] = mapped_column(Text)
+
+    lot: Mapped[Lot] = relationship()
+    buyer_organisation: Mapped[Organisation] = relationship()
+    allocation: Mapped[Allocation] = relationship()
+    criteria: Mapped[list["Criterion"]] = relationship(back_populates="competition", order_by="Criterion.position",
+                                                      cascade="all, delete-orphan")
+    invitations: Mapped[list["Invitation"]] = relationship(back_populates="competition")
+    award: Mapped["Award | None"] = relationship(back_populates="competition", uselist=False)
+
+    @hybrid_property
+    def status(self) -> str:
+        """draft, cancelled, no_award, awarded, award_intended, open (published, before the
+        deadline), or closed (after the deadline: unopened or in evaluation)."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if self.closed_without_award_at is not None:
+            return "no_award"
+        if self.award is not None:
+            return "awarded" if self.award.confirmed_at is not None else "award_intended"
+        if self.published_at is None:
+            return "draft"
+        return "published"
+
+    @status.inplace.expression
+    @classmethod
+    def _status_expression(cls):
+        return case(
+            (cls.cancelled_at.is_not(None), "cancelled"),
+            (cls.closed_without_award_at.is_not(None), "no_award"),
+            (cls.published_at.is_(None), "draft"),
+            else_="published",
+        )
+
+
+class Criterion(db.Model):
+    """An award criterion, with its weight in per cent: set before publication, fixed after."""
+
+    __tablename__ = "criteria"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CRITERION_KINDS!r}", name="kind"),
+        CheckConstraint("weight > 0 AND weight <= 100", name="weight_range"),
+        CheckConstraint("word_limit IS NULL OR word_limit > 0", name="word_limit_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    weight: Mapped[int] = mapped_column(Integer)
+    word_limit: Mapped[int | None] = mapped_column(Integer)
+
+    competition: Mapped[Competition] = relationship(back_populates="criteria")
+
+
+class CompetitionDocument(db.Model):
+    """A specification document of a competition (shown to invited suppliers)."""
+
+    __tablename__ = "competition_documents"
+    __table_args__ = (UniqueConstraint("competition_id", "document_id", name="uq_competition_documents_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
+
+    document: Mapped[Document] = relationship()
+
+
+class PanelMember(db.Model):
+    """A buyer on the evaluation panel. Sees bids only after declaring no conflict of interest."""
+
+    __tablename__ = "panel_members"
+    __table_args__ = (UniqueConstraint("competition_id", "user_id", name="uq_panel_members_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    declared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # True: declared a conflict, so excluded from seeing and scoring the bids.
+    conflicted: Mapped[bool | None] = mapped_column(Boolean)
+    declaration: Mapped[str | None] = mapped_column(Text)
+
+    user: Mapped[User] = relationship()
+
+
+class Invitation(db.Model):
+    """The record that a supplier was invited (reg 34: every supplier admitted to the lot)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("competition_id", "organisation_id", name="uq_invitations_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    competition: Mapped[Competition] = relationship(back_populates="invitations")
+    organisation: Mapped[Organisation] = relationship()
+
+
+class Clarification(db.Model):
+    """A supplier's private question; the answer goes to every invited supplier, unattributed."""
+
+    __tablename__ = "clarifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    asked_by_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    asked_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    question: Mapped[str] = mapped_column(Text)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The question as published with the answer: the buyer may reword it so it names nobody.
+    published_question: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Bid(db.Model):
+    """A supplier's tender. Its content is sealed until the deadline (dps.services.sealed)."""
+
+    __tablename__ = "bids"
+    __table_args__ = (
+        UniqueConstraint("competition_id", "organisation_id", name="uq_bids_pair"),
+        CheckConstraint(f"state IN {BID_STATES!r}", name="state"),
+        CheckConstraint("price_pence IS NULL OR price_pence > 0", name="price_positive"),
+        CheckConstraint("state <> 'submitted' OR submitted_at IS NOT NULL", name="submitted_has_receipt"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    state: Mapped[str] = mapped_column(String(20), default="draft")
+    price_pence: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The exact receipt time of the submission that stands (the latest one).
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    receipt_reference: Mapped[str | None] = mapped_column(String(40))
+
+    competition: Mapped[Competition] = relationship()
+    organisation: Mapped[Organisation] = relationship()
+    answers: Mapped[list["BidAnswer"]] = relationship(back_populates="bid", cascade="all, delete-orphan")
+    documents: Mapped[list["BidDocument"]] = relationship(back_populates="bid", cascade="all, delete-orphan")
+
+
+class BidAnswer(db.Model):
+    __tablename__ = "bid_answers"
+    __table_args__ = (UniqueConstraint("bid_id", "criterion_id", name="uq_bid_answers_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"))
+    criterion_id: Mapped[int] = mapped_column(ForeignKey("criteria.id"))
+    text: Mapped[str] = mapped_column(Text)
+
+    bid: Mapped[Bid] = relationship(back_populates="answers")
+
+
+class BidDocument(db.Model):
+    __tablename__ = "bid_documents"
+    __table_args__ = (UniqueConstraint("bid_id", "document_id", name="uq_bid_documents_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"))
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), unique=True)
+
+    bid: Mapped[Bid] = relationship(back_populates="documents")
+    document: Mapped[Document] = relationship()
+
+
+class Score(db.Model):
+    """One panel member's score of one bid on one quality or social value criterion, as a
+    percentage of the criterion's weight (0 to 100), with its justification."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("bid_id", "criterion_id", "panel_member_id", name="uq_scores_triple"),
+        CheckConstraint("score >= 0 AND score <= 100", name="score_range"),
+        CheckConstraint("length(justification) > 0", name="justified"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"), index=True)
+    criterion_id: Mapped[int] = mapped_column(ForeignKey("criteria.id"))
+    panel_member_id: Mapped[int] = mapped_column(ForeignKey("panel_members.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    justification: Mapped[str] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ModeratedScore(db.Model):
+    """The panel's one consensus score per bid and criterion, fixed at moderation."""
+
+    __tablename__ = "moderated_scores"
+    __table_args__ = (
+        UniqueConstraint("bid_id", "criterion_id", name="uq_moderated_scores_pair"),
+        CheckConstraint("score >= 0 AND score <= 100", name="score_range"),
+        CheckConstraint("length(justification) > 0", name="justified"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"), index=True)
+    criterion_id: Mapped[int] = mapped_column(ForeignKey("criteria.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    justification: Mapped[str] = mapped_column(Text)
+    moderated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    moderated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class Award(db.Model):
+    """The award decision: one per competition, enforced by the database."""
+
+    __tablename__ = "awards"
+    __table_args__ = (
+        CheckConstraint("value_pence > 0", name="value_positive"),
+        CheckConstraint("standstill_ends_at IS NULL OR standstill_ends_at > decided_at", name="standstill_after_decision"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), unique=True)
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"))
+    value_pence: Mapped[int] = mapped_column(BigInteger)
+    # Set when the award does not go to the best-ranked bid: exports flag these.
+    not_best_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    standstill_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    competition: Mapped[Competition] = relationship(back_populates="award")
+    bid: Mapped[Bid] = relationship()
+
+
+class CallOff(db.Model):
+    """The call-off contract a confirmed award creates, charged to the network budget."""
+
+    __tablename__ = "call_offs"
+    __table_args__ = (
+        CheckConstraint("value_pence > 0", name="value_positive"),
+        CheckConstraint("ends_on >= starts_on", name="period"),
+        CheckConstraint("paid_pence >= 0 AND paid_pence <= value_pence", name="paid_within_value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(40), unique=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), unique=True)
+    award_id: Mapped[int] = mapped_column(ForeignKey("awards.id"), unique=True)
+    supplier_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    buyer_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), index=True)
+    value_pence: Mapped[int] = mapped_column(BigInteger)
+    paid_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    competition: Mapped[Competition] = relationship()
+    supplier: Mapped[Organisation] = relationship(foreign_keys=[supplier_organisation_id])
+    buyer: Mapped[Organisation] = relationship(foreign_keys=[buyer_organisation_id])
+    allocation: Mapped[Allocation] = relationship()
+    invoices: Mapped[list["Invoice"]] = relationship(back_populates="call_off", order_by="Invoice.paid_on")
+
+
+class Invoice(db.Model):
+    """An invoice paid against a call-off; paid never exceeds the call-off's value."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (CheckConstraint("amount_pence > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_off_id: Mapped[int] = mapped_column(ForeignKey("call_offs.id"), index=True)
+    supplier_reference: Mapped[str] = mapped_column(String(100))
+    amount_pence: Mapped[int] = mapped_column(BigInteger)
+    paid_on: Mapped[date] = mapped_column(Date)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    call_off: Mapped[CallOff] = relationship(back_populates="invoices")
