@@ -5,8 +5,7 @@ import logging
 import secrets
 from pathlib import Path
 
-from flask import Flask, g, render_template, request
-from flask_login import current_user
+from flask import Flask, g, render_template
 from flask_wtf.csrf import CSRFError
 from govuk_frontend_wtf.main import WTFormsHelpers
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, PrefixLoader
@@ -68,7 +67,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .views import documents, public, team
     from .views import team_suppliers  # noqa: F401
-    from .views import team_applications  # noqa: F401  (adds its pages to the team blueprint)
+    from .views import team_applications, team_budget  # noqa: F401  (add their pages to the team blueprint)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(team.bp)
@@ -112,6 +111,15 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(404)
     def not_found(_e):
         return render_error(404, "Page not found", "If you typed the web address, check it is correct. If you pasted the web address, check you copied the entire address.")
+
+    from .services.sealed import Sealed
+
+    @app.errorhandler(Sealed)
+    def sealed_content(_e):
+        # A safety net: every view checks the sealed gate itself; one that forgot to catch the
+        # refusal still shows nothing, and says no more than that the page is not there.
+        db.session.rollback()
+        return render_error(404, "Page not found", "If you typed the web address, check it is correct.")
 
     @app.errorhandler(405)
     def method_not_allowed(_e):

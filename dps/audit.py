@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
 
 from . import clock
 from .extensions import db
@@ -67,9 +68,42 @@ def _hash_of(event: AuditEvent) -> str:
 
 
 def _lock_chain() -> None:
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-    # SQLite: every transaction began with BEGIN IMMEDIATE, so this one already holds the lock.
+    _take_write_lock(db.session())
+
+
+_LOCKED = "dps_write_lock_held"
+
+
+def _take_write_lock(session: Session) -> None:
+    """PostgreSQL: take the audit chain's advisory lock, once per transaction.
+
+    Every write transaction takes it before its first write (see the listeners below), so all
+    writers lock in one order, audit lock first, then rows, and cannot deadlock each other.
+    SQLite needs nothing: every transaction begins with BEGIN IMMEDIATE, the same idea."""
+    if session.info.get(_LOCKED):
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.info[_LOCKED] = True
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _lock_before_bulk_write(state) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        _take_write_lock(state.session)
+
+
+@event.listens_for(Session, "before_flush")
+def _lock_before_flush(session: Session, _context, _instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        _take_write_lock(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_lock(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: the advisory lock went with it
+        session.info.pop(_LOCKED, None)
 
 
 def record(action: str, object_type: str, object_id: Any = None, data: dict | None = None, *,
@@ -126,12 +160,12 @@ def verify_chain(batch_size: int = 5000) -> Verification:
     expected_prev = GENESIS_HASH
     count = 0
     stmt = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=batch_size)
-    for event in db.session.scalars(stmt):
-        if event.prev_hash != expected_prev:
-            return Verification(count, event.id, "its link to the row before it does not match (a row was removed or inserted)")
-        if _hash_of(event) != event.hash:
-            return Verification(count, event.id, "its contents do not match its hash (the row was changed)")
-        expected_prev = event.hash
+    for row in db.session.scalars(stmt):
+        if row.prev_hash != expected_prev:
+            return Verification(count, row.id, "its link to the row before it does not match (a row was removed or inserted)")
+        if _hash_of(row) != row.hash:
+            return Verification(count, row.id, "its contents do not match its hash (the row was changed)")
+        expected_prev = row.hash
         count += 1
-        db.session.expunge(event)
+        db.session.expunge(row)
     return Verification(count)

@@ -7,7 +7,7 @@ import sys
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from . import audit, clock, mail
 from .extensions import db

@@ -7,11 +7,10 @@ lives in the database, not in memory, so every worker and host agrees on the tim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_app_context, has_request_context
-from sqlalchemy import select
 
 from .extensions import db
 from .models import SimulatedClock

@@ -25,6 +25,16 @@ from . import audit, clock, questionnaire, workingdays
 from .extensions import db
 from .models import (
     Admission,
+    Award,
+    Bid,
+    BidAnswer,
+    CallOff,
+    Competition,
+    Criterion,
+    Invitation,
+    Invoice,
+    ModeratedScore,
+    PanelMember,
     Agreement,
     Allocation,
     Answer,
@@ -40,7 +50,7 @@ from .models import (
 )
 from .services import applications as applications_service
 from .storage import StorageError, get_storage
-from .models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
+from .models.organisations import LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
 from .services import ServiceError
 from .services.accounts import create_user, password_problem
 
@@ -620,6 +630,7 @@ def load_demo(password: str) -> list[dict[str, str]]:
         for plan in SUPPLIER_PLAN
     ]
     _load_applications(agreement, suppliers, now)
+    _load_competitions(agreement, now)
     return sign_ins
 
 
@@ -628,6 +639,8 @@ def load_demo(password: str) -> list[dict[str, str]]:
 # submitted and decided at dates spread over the DPS period. The rows carry those historical
 # times; their audit events are written now and say the demo loader made them, so the audit log
 # never pretends something happened at a time it did not.
+
+LAUNCH_COHORT = 10
 
 DEMO_PDF = (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
             b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
@@ -711,8 +724,14 @@ def _load_applications(agreement: Agreement, suppliers: dict[str, Organisation],
             pending_seen += 1
             received_on = _working_day_on_or_after(today - timedelta(days=back), agreement.nation)
         else:
-            received_on = _working_day_on_or_after(start + timedelta(days=span * decided_index // len(decided_plans)),
-                                                   agreement.nation)
+            # The DPS launched with most of its first providers (18, says the network); later
+            # ones joined over the years.
+            if decided_index < LAUNCH_COHORT:
+                offset = 2 * decided_index
+            else:
+                later = len(decided_plans) - LAUNCH_COHORT
+                offset = 30 + (span - 30) * (decided_index - LAUNCH_COHORT + 1) // (later + 1)
+            received_on = _working_day_on_or_after(start + timedelta(days=offset), agreement.nation)
             decided_index += 1
         received = _london(received_on, 9 + decided_index % 6, (17 * decided_index) % 60)
         lot_ids = [lots[n].id for n in plan["lots"]]
@@ -756,3 +775,180 @@ def _load_applications(agreement: Agreement, suppliers: dict[str, Organisation],
             "organisation": org.name, "state": plan["state"], "lots": plan["lots"],
             "submitted_at": received.isoformat(), "decided_at": application.decided_at.isoformat() if application.decided_at else None,
         }, organisation_id=org.id)
+
+
+# Mini-competitions ----------------------------------------------------------------------------
+# One competition in every state, and call-offs with invoices in each of the five years. As with
+# applications, rows carry their historical times and the audit log says the loader made them.
+# Budget counters are kept equal to the rows they count: an allocation's committed amount is the
+# sum of its call-offs, a call-off's paid amount the sum of its invoices.
+
+@dataclass(frozen=True)
+class CompetitionPlan:
+    year: int  # the financial year starting 1 April of this year (for finished ones)
+    buyer: str
+    programme: str
+    lot: int
+    title: str
+    state: str  # draft, open, closed, in_evaluation, award_intended, awarded, cancelled, no_award
+    value_pounds: int
+    paid_share: float = 1.0  # of an awarded call-off, how much has been invoiced and paid
+
+
+COMPETITION_PLAN: tuple[CompetitionPlan, ...] = (
+    CompetitionPlan(2020, ACCOUNTABLE_BODY, "Policy Labs", 1, "Community wealth building lab: evidence review", "awarded", 9_500),
+    CompetitionPlan(2021, "Plymouth City Council", "Policy Labs", 2, "Neighbourhood care co-design prototype", "awarded", 9_800),
+    CompetitionPlan(2021, NETWORK_NAME, "Network commissioning", 1,
+                    "External researcher to prepare the co-operative difference in care report", "awarded", 24_000),
+    CompetitionPlan(2022, NETWORK_NAME, "Network commissioning", 3, "Community food initiatives", "awarded", 50_000),
+    CompetitionPlan(2022, ACCOUNTABLE_BODY, "Policy Prototypes", 2, "Digital inclusion volunteers prototype", "no_award", 1_400),
+    CompetitionPlan(2023, ACCOUNTABLE_BODY, "Policy Labs", 3, "Cost of living resilience: community training", "awarded", 19_000),
+    CompetitionPlan(2023, "Plymouth City Council", "Policy Prototypes", 2, "Food pantry ordering prototype", "cancelled", 1_800),
+    CompetitionPlan(2024, "Plymouth City Council", "Policy Labs", 1, "Evaluation of the co-operative childminding network", "awarded", 18_500, 0.4),
+    CompetitionPlan(2024, ACCOUNTABLE_BODY, "Policy Prototypes", 2, "Youth-led budgeting prototype", "award_intended", 1_900),
+    CompetitionPlan(2024, NETWORK_NAME, "Network commissioning", 1, "Social value in co-operative councils: research", "in_evaluation", 30_000),
+    CompetitionPlan(2024, "Plymouth City Council", "Policy Prototypes", 3, "Tenant co-operatives training pilot", "closed", 1_950),
+    CompetitionPlan(2024, NETWORK_NAME, "Network commissioning", 2, "Co-operative energy: service design research", "open", 19_500),
+    CompetitionPlan(2024, NETWORK_NAME, "Network commissioning", 3, "Peer learning programme for member councils", "draft", 40_000),
+)
+
+_CRITERIA = (("quality", "Approach and methodology", 45, 500), ("price", "Price", 40, None),
+             ("social_value", "Social value", 15, 300))
+
+
+def _competition_dates(plan: CompetitionPlan, index: int, today: date) -> dict[str, datetime]:
+    """Publication, deadlines and decision dates: historical for finished ones, around 'today'
+    for live ones, so the demo's clock finds each in its state."""
+    if plan.state in ("awarded", "cancelled", "no_award"):
+        published = _london(date(plan.year, 6, 2) + timedelta(days=30 * (index % 4)), 10)
+        if plan.year == 2024:  # the recent award: finished a month or so before 'today'
+            published = _london(today - timedelta(days=75), 10)
+    else:
+        offsets = {"draft": -2, "open": -5, "closed": -20, "in_evaluation": -25, "award_intended": -30}
+        published = _london(today + timedelta(days=offsets[plan.state]), 10)
+    tender_deadline = published + timedelta(days=14, hours=2)
+    return {"created": published - timedelta(days=3), "published": published,
+            "clarification_deadline": published + timedelta(days=7), "tender_deadline": tender_deadline,
+            "decided": tender_deadline + timedelta(days=9)}
+
+
+def _allocation_for(buyer: Organisation, plan: CompetitionPlan) -> Allocation | None:
+    return db.session.scalar(
+        select(Allocation).join(Allocation.line).join(BudgetLine.year)
+        .where(Allocation.organisation_id == buyer.id, BudgetLine.programme == plan.programme,
+               BudgetYear.starts_on == date(plan.year, 4, 1))
+        .order_by(Allocation.id))
+
+
+def _load_competitions(agreement: Agreement, now: datetime) -> None:
+    today = min(clock.to_london(now).date(), agreement.ends_on)
+    lots = {lot.number: lot for lot in agreement.lots}
+    for index, plan in enumerate(COMPETITION_PLAN):
+        buyer_org = db.session.scalar(select(Organisation).where(Organisation.name == plan.buyer))
+        buyer = db.session.scalar(select(User).where(User.organisation_id == buyer_org.id, User.role == "buyer"))
+        allocation = _allocation_for(buyer_org, plan)
+        value = plan.value_pounds * 100
+        if allocation is None or allocation.amount_pence - allocation.committed_pence < value:
+            raise DemoError(f"The demo budget has no room for “{plan.title}”")
+        when = _competition_dates(plan, index, today)
+        lot = lots[plan.lot]
+        competition = Competition(
+            reference="pending", lot_id=lot.id, buyer_organisation_id=buyer_org.id, created_by_id=buyer.id,
+            title=plan.title, description=f"{plan.title}. See the specification for the outcomes we want.",
+            estimated_value_pence=value, allocation_id=allocation.id,
+            clarification_deadline=when["clarification_deadline"], tender_deadline=when["tender_deadline"],
+            standstill=plan.state == "award_intended", standstill_days=10, price_formula="lowest_price_ratio",
+            created_at=when["created"], published_at=None if plan.state == "draft" else when["published"])
+        for position, (kind, title, weight, words) in enumerate(_CRITERIA, start=1):
+            competition.criteria.append(Criterion(position=position, kind=kind, title=title, weight=weight,
+                                                  description="", word_limit=words))
+        db.session.add(competition)
+        db.session.flush()
+        competition.reference = f"CCIN-MC-{clock.to_london(when['created']).year}-{competition.id:04d}"
+        db.session.add(PanelMember(competition_id=competition.id, user_id=buyer.id))
+        if plan.state != "draft":
+            _demo_bidding(competition, lot, plan, when, buyer, value)
+        db.session.flush()
+        _record("competition.loaded", "competition", competition.id, {
+            "reference": competition.reference, "title": plan.title, "state": plan.state,
+            "published_at": competition.published_at.isoformat() if competition.published_at else None,
+        }, organisation_id=buyer_org.id)
+
+
+def _demo_bidding(competition: Competition, lot: Lot, plan: CompetitionPlan, when: dict[str, datetime],
+                  buyer: User, value: int) -> None:
+    invited = db.session.scalars(
+        select(Admission.organisation_id).where(Admission.lot_id == lot.id, Admission.admitted_at < when["published"],
+                                                Admission.status == "admitted").order_by(Admission.organisation_id)).all()
+    if len(invited) < 2:
+        raise DemoError(f"Too few suppliers on Lot {lot.number} for “{plan.title}”")
+    for org_id in invited:
+        db.session.add(Invitation(competition_id=competition.id, organisation_id=org_id, invited_at=when["published"],
+                                  first_opened_at=when["published"] + timedelta(hours=5)))
+    if plan.state == "cancelled":
+        competition.cancelled_at = when["published"] + timedelta(days=4)
+        competition.cancel_reason = "The council's project was merged into a wider programme; the need has gone."
+        return
+    if plan.state == "open":
+        return  # tenders are still being written
+    bids = []
+    for n, org_id in enumerate(invited[:3]):
+        bid = Bid(competition_id=competition.id, organisation_id=org_id, state="submitted",
+                  price_pence=value + n * value // 12, updated_at=when["tender_deadline"] - timedelta(days=1, hours=n),
+                  submitted_at=when["tender_deadline"] - timedelta(days=1, hours=n))
+        db.session.add(bid)
+        db.session.flush()
+        bid.receipt_reference = f"{competition.reference}-R{bid.id:04d}-1"
+        for criterion in competition.criteria:
+            if criterion.kind != "price":
+                bid.answers.append(BidAnswer(criterion_id=criterion.id, text=(
+                    "We will work with residents and officers from the first week, with a named lead "
+                    "and monthly show-and-tells." if criterion.kind == "quality" else
+                    "Two paid placements for local young people and a local supply chain.")))
+        bids.append(bid)
+    if plan.state == "closed":
+        return  # the deadline has passed; the buyer has not opened the tenders yet
+    competition.opened_at = when["tender_deadline"] + timedelta(hours=1)
+    competition.opened_by_id = buyer.id
+    member = db.session.scalar(select(PanelMember).where(PanelMember.competition_id == competition.id))
+    member.declared_at, member.conflicted = competition.opened_at, False
+    member.declaration = "I have no conflict of interest with any bidder."
+    if plan.state == "in_evaluation":
+        return
+    for rank, bid in enumerate(bids):
+        for criterion in competition.criteria:
+            if criterion.kind != "price":
+                db.session.add(ModeratedScore(bid_id=bid.id, criterion_id=criterion.id, score=80 - 10 * rank,
+                                              justification="Agreed at moderation against the published scoring guide.",
+                                              moderated_at=when["decided"] - timedelta(days=1), moderated_by_id=buyer.id))
+    if plan.state == "no_award":
+        competition.closed_without_award_at = when["decided"]
+        competition.no_award_reason = "No tender met the minimum quality score set out in the invitation."
+        return
+    award = Award(competition_id=competition.id, bid_id=bids[0].id, value_pence=bids[0].price_pence,
+                  decided_at=when["decided"], decided_by_id=buyer.id,
+                  standstill_ends_at=when["decided"] + timedelta(days=10) if competition.standstill else None)
+    db.session.add(award)
+    db.session.flush()
+    if plan.state == "award_intended":
+        return
+    award.confirmed_at = when["decided"]
+    starts_on = clock.to_london(when["decided"]).date() + timedelta(days=1)
+    call_off = CallOff(reference=f"{competition.reference}-C", competition_id=competition.id, award_id=award.id,
+                       supplier_organisation_id=bids[0].organisation_id, buyer_organisation_id=competition.buyer_organisation_id,
+                       allocation_id=competition.allocation_id, value_pence=award.value_pence, paid_pence=0,
+                       starts_on=starts_on, ends_on=starts_on + timedelta(days=364), created_at=when["decided"])
+    db.session.add(call_off)
+    competition.allocation.committed_pence += call_off.value_pence
+    # Invoiced in three stages (or fewer, for a call-off still running).
+    to_pay = int(call_off.value_pence * plan.paid_share)
+    for stage, share in enumerate((0.3, 0.3, 0.4), start=1):
+        amount = min(int(call_off.value_pence * share), to_pay - call_off.paid_pence)
+        if stage == 3:
+            amount = to_pay - call_off.paid_pence
+        if amount <= 0:
+            break
+        db.session.add(Invoice(call_off=call_off, supplier_reference=f"INV-{competition.id:04d}-{stage}", amount_pence=amount,
+                               paid_on=starts_on + timedelta(days=100 * stage), recorded_at=when["decided"],
+                               recorded_by_id=buyer.id))
+        call_off.paid_pence += amount

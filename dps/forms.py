@@ -8,8 +8,25 @@ from govuk_frontend_wtf.wtforms_widgets import (
     GovSubmitInput,
     GovTextInput,
 )
-from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import DateField, EmailField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import Email, InputRequired, Length, ValidationError
+
+
+class LondonDateField(DateField):
+    """Day, month and year boxes (GOV.UK date input), with a message people understand."""
+
+    def process_formdata(self, valuelist):
+        if len(valuelist) != 3:
+            # The widget redraws exactly three boxes from raw_data; a request that sent some other
+            # number (only a hand-made one can) is treated as whatever it did send, padded.
+            valuelist = (list(valuelist) + ["", "", ""])[:3]
+            self.raw_data = valuelist
+        if valuelist and any(v.strip() for v in valuelist):
+            try:
+                super().process_formdata([" ".join(v.strip() for v in valuelist)])
+            except ValueError:
+                self.data = None
+                raise ValueError("Enter a real date, like 27 6 2024") from None
 
 
 def single_line(form, field) -> None:

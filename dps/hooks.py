@@ -21,11 +21,15 @@ SCHEMA_PAGE = """<!DOCTYPE html>
 
 # Navigation per role: (label, endpoint).
 NAVIGATION = {
-    "supplier": [("Your applications", "suppliers.dashboard"), ("Colleagues", "suppliers.colleagues")],
-    "buyer": [("Your organisation", "buyers.dashboard"), ("Colleagues", "buyers.colleagues")],
+    "supplier": [("Your organisation", "suppliers.dashboard"), ("Invitations to tender", "suppliers.competitions"),
+                 ("Colleagues", "suppliers.colleagues")],
+    "buyer": [("Your organisation", "buyers.dashboard"), ("Mini-competitions", "buyers.competitions_list"),
+              ("Call-offs", "buyers.call_offs"), ("Budget", "buyers.budget"), ("Colleagues", "buyers.colleagues")],
     "dps_admin": [("DPS team", "team.dashboard"), ("Applications", "team.applications"),
-                  ("Suppliers", "team.suppliers"), ("Accounts", "team.users"), ("Clock", "team.clock")],
-    "auditor": [("Audit", "team.dashboard"), ("Applications", "team.applications"), ("Suppliers", "team.suppliers")],
+                  ("Suppliers", "team.suppliers"), ("Budget", "team.budget"), ("Accounts", "team.users"),
+                  ("Clock", "team.clock")],
+    "auditor": [("Audit", "team.dashboard"), ("Applications", "team.applications"), ("Suppliers", "team.suppliers"),
+                ("Budget", "team.budget")],
 }
 
 

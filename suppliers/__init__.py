@@ -2,6 +2,6 @@
 from .views import bp
 
 # Each module adds its pages to the one blueprint (and its role gate).
-from . import applications, organisation, renewals  # noqa: E402,F401
+from . import applications, clarifications, competitions, organisation, renewals  # noqa: E402,F401
 
 __all__ = ["bp"]

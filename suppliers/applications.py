@@ -14,16 +14,16 @@ from govuk_frontend_wtf.wtforms_widgets import (
     GovTextInput,
 )
 from sqlalchemy import select
-from wtforms import DateField, FileField, RadioField, SelectMultipleField, StringField, SubmitField, TextAreaField
+from wtforms import FileField, RadioField, SelectMultipleField, StringField, SubmitField, TextAreaField
 from wtforms.validators import Length, Optional, ValidationError
 
-from dps import clock, questionnaire
+from dps import questionnaire
 from dps.auth import one_or_404
 from dps.extensions import db
-from dps.forms import ConfirmForm
+from dps.forms import ConfirmForm, LondonDateField
 from dps.models import Application, Document, Lot
 from dps.services import ServiceError, applications, documents
-from dps.services.agreements import current_agreement, is_open
+from dps.services.agreements import is_open
 from dps.views.helpers import attach_error, render_form
 
 from .views import bp
@@ -35,18 +35,6 @@ def _own_application(application_id: int) -> Application:
     """Only the supplier's own organisation's applications; anything else is not found."""
     return one_or_404(select(Application).where(Application.id == application_id,
                                                 Application.organisation_id == current_user.organisation_id))
-
-
-class LondonDateField(DateField):
-    """Day, month and year boxes (GOV.UK date input), with a message people understand."""
-
-    def process_formdata(self, valuelist):
-        if valuelist and any(v.strip() for v in valuelist):
-            try:
-                super().process_formdata([" ".join(v.strip() for v in valuelist)])
-            except ValueError:
-                self.data = None
-                raise ValueError("Enter a real date, like 31 3 2025") from None
 
 
 def _money_check(form, field):

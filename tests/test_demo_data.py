@@ -18,6 +18,7 @@ from dps.models import (
     AuditEvent,
     BudgetLine,
     BudgetYear,
+    Competition,
     Document,
     Lot,
     Organisation,
@@ -44,14 +45,40 @@ CAPS_AND_TOTALS = {
 }
 
 
-@pytest.fixture
-def sign_ins(app) -> Iterator[list[dict[str, str]]]:
-    """Load the demo and commit, as `flask demo load` does; the test runs in the same app context."""
-    with app.app_context():
-        assert database_is_empty()
-        loaded = load_demo(PASSWORD)
+@pytest.fixture(scope="module")
+def demo_app(database_template, tmp_path_factory):
+    """One demo load for the whole module (it takes seconds): these tests only read it."""
+    import shutil
+
+    from dps import clock
+    from tests.conftest import DEFAULT_NOW, _empty_postgres, make_app
+
+    if database_template["kind"] == "postgresql":
+        _empty_postgres(database_template["url"])
+        url = database_template["url"]
+    else:
+        path = tmp_path_factory.mktemp("demo") / "demo.sqlite3"
+        shutil.copyfile(database_template["path"], path)
+        url = f"sqlite:///{path}"
+    application = make_app(url)
+    with application.app_context():
+        clock.set_simulated(clock.parse_london(DEFAULT_NOW), frozen=True)
         db.session.commit()
-        yield loaded
+        assert database_is_empty()
+        application.config["DEMO_SIGN_INS"] = load_demo(PASSWORD)
+        db.session.commit()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def sign_ins(demo_app) -> Iterator[list[dict[str, str]]]:
+    """The demo's sign-ins, as `flask demo load` prints them; the test runs in the app context."""
+    with demo_app.app_context():
+        yield demo_app.config["DEMO_SIGN_INS"]
+        db.session.rollback()
 
 
 def test_sign_ins_are_the_staff_then_one_per_supplier(sign_ins):
@@ -94,7 +121,11 @@ def test_every_line_allocates_exactly_the_sum_of_its_allocations(sign_ins):
         assert line.allocations, f"{line.programme} {line.year.label} has no allocations"
         if line.cap_per_call_off_pence is not None:
             assert all(a.amount_pence <= line.cap_per_call_off_pence for a in line.allocations)
-    assert db.session.scalar(select(func.sum(Allocation.committed_pence))) == 0
+    # Committed money is the demo's call-offs, and no more (checked row by row in the competitions test).
+    from dps.models import CallOff
+
+    assert db.session.scalar(select(func.sum(Allocation.committed_pence))) == db.session.scalar(
+        select(func.sum(CallOff.value_pence)))
 
 
 def test_caps_and_totals_follow_the_network_funding_table(sign_ins):
@@ -156,6 +187,7 @@ def test_every_object_loaded_has_its_audit_event(sign_ins):
         "allocation.created": count(Allocation),
         "user.created": count(User),
         "application.loaded": count(Application),
+        "competition.loaded": count(Competition),
     }
     assert verify_chain().ok
 
@@ -187,3 +219,44 @@ def test_the_demo_shows_suppliers_in_every_state(sign_ins):
     # Admissions agree with the decisions that made them.
     for admission in db.session.scalars(select(Admission)):
         assert admission.application_lot.decision == "admitted"
+
+
+def test_the_demo_shows_competitions_in_every_state_and_the_budget_adds_up(sign_ins):
+    from datetime import date
+
+    from dps import clock
+    from dps.models import Allocation, Award, CallOff, Competition, Invoice
+
+    states = set()
+    for competition in db.session.scalars(select(Competition)):
+        if competition.status == "published":
+            now = clock.now()
+            if now < competition.tender_deadline:
+                states.add("open")
+            elif competition.opened_at is None:
+                states.add("closed")
+            else:
+                states.add("in_evaluation")
+        elif competition.status == "award_intended":
+            assert competition.award.standstill_ends_at > clock.now()  # standstill running "today"
+            states.add("award_intended")
+        else:
+            states.add(competition.status)
+    assert states == {"draft", "open", "closed", "in_evaluation", "award_intended", "awarded", "cancelled", "no_award"}
+    # Call-offs with invoices in each of the five financial years.
+    years = {co.starts_on.year if co.starts_on.month >= 4 else co.starts_on.year - 1
+             for co in db.session.scalars(select(CallOff)) if co.paid_pence > 0}
+    assert years >= {2020, 2021, 2022, 2023, 2024}
+    # The counters equal the rows they count; nothing is over its limit.
+    for allocation in db.session.scalars(select(Allocation)):
+        committed = db.session.scalar(select(func.coalesce(func.sum(CallOff.value_pence), 0))
+                                      .where(CallOff.allocation_id == allocation.id))
+        assert allocation.committed_pence == committed <= allocation.amount_pence
+    for call_off in db.session.scalars(select(CallOff)):
+        paid = db.session.scalar(select(func.coalesce(func.sum(Invoice.amount_pence), 0)).where(Invoice.call_off_id == call_off.id))
+        assert call_off.paid_pence == paid <= call_off.value_pence
+        cap = call_off.allocation.line.cap_per_call_off_pence
+        assert cap is None or call_off.value_pence <= cap
+    assert db.session.scalar(select(func.count()).select_from(Award)) == db.session.scalar(
+        select(func.count(func.distinct(Award.competition_id))))
+    assert date(2020, 4, 1) <= min(co.starts_on for co in db.session.scalars(select(CallOff)))

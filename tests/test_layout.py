@@ -54,3 +54,15 @@ def test_a_server_error_shows_the_500_page(app, client):
     response = client.get("/boom")
     assert response.status_code == 500
     assert "Sorry, there is a problem with the service" in response.get_data(as_text=True)
+
+
+def test_a_sealed_refusal_nobody_caught_is_a_plain_not_found(app, client):
+    from dps.services.sealed import Sealed
+
+    @app.get("/leaky")
+    def leaky():
+        raise Sealed("bid price")
+
+    response = client.get("/leaky")
+    assert response.status_code == 404
+    assert "Page not found" in response.get_data(as_text=True) and "bid price" not in response.get_data(as_text=True)

@@ -84,8 +84,9 @@ class Competition(db.Model):
 
     @hybrid_property
     def status(self) -> str:
-        """draft, cancelled, no_award, awarded, award_intended, open (published, before the
-        deadline), or closed (after the deadline: unopened or in evaluation)."""
+        """draft, published, cancelled, no_award, award_intended or awarded. Whether a
+        published competition is still open for tenders depends on the clock:
+        dps.services.sealed.is_sealed(competition)."""
         if self.cancelled_at is not None:
             return "cancelled"
         if self.closed_without_award_at is not None:

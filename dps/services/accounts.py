@@ -278,7 +278,7 @@ def _check_role_fits(role: str, org: Organisation) -> None:
     if role == "supplier" and not org.is_supplier:
         raise ServiceError(f"{org.name} is not a supplier", field="organisation")
     if role != "supplier" and org.is_supplier:
-        raise ServiceError(f"People of a supplier can only have supplier accounts", field="organisation")
+        raise ServiceError("People of a supplier can only have supplier accounts", field="organisation")
     if role == "buyer":
         reason = buyer_ineligibility(org)
         if reason:

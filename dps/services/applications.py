@@ -17,7 +17,7 @@ from ..extensions import db
 from ..models import Admission, Agreement, Answer, Application, ApplicationLot, Document, Lot, Organisation, User
 from . import ServiceError
 from . import notify
-from .agreements import current_agreement, is_open, window
+from .agreements import current_agreement, is_open
 
 DECISION_WORKING_DAYS = 10
 EXTENDED_WORKING_DAYS = 15

@@ -31,9 +31,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .. import audit, clock
 from ..extensions import db
-from ..models import Document, User
+from ..models import Bid, BidDocument, Document, User
 from ..storage import Storage, StorageError, content_disposition, get_storage
-from . import ServiceError
+from . import ServiceError, sealed
 
 logger = logging.getLogger(__name__)
 
@@ -241,17 +241,45 @@ def can_view(user, document: Document) -> bool:
     """The one gate for reading a document. Views call it right after loading a document and
     answer 404 when it says no.
 
+    - A bid's document is sealed content: the bidder's organisation always sees it; anyone else
+      only when ``sealed.may_read`` allows (after the deadline and the opening, to the declared
+      panel, the DPS team and auditors). A refusal is written to the audit log (and committed,
+      see ``sealed.record_refusal``), so attempts before the deadline are detectable.
     - Its own organisation's users: always.
+    - A competition's specification: every supplier invited to it.
     - The DPS team and auditors: only evidence of an application that has been submitted. A
       supplier's draft, and anything it removed before submitting, are the supplier's alone.
     """
     if user is None or not getattr(user, "is_authenticated", False):
         return False
+    # Checked before any other rule, so no broader rule (such as the DPS team's) can open a bid.
+    bid = db.session.scalar(select(Bid).join(BidDocument, BidDocument.bid_id == Bid.id)
+                            .where(BidDocument.document_id == document.id))
+    if bid is not None:
+        if user.organisation_id == bid.organisation_id:
+            return True
+        if sealed.may_read(user, bid.competition, bid.organisation_id):
+            return True
+        sealed.record_refusal(user, bid.competition, bid, f"bid document {document.id}")
+        return False
     if user.organisation_id == document.organisation_id:
+        return True
+    if _specification_for_invitee(user, document):
         return True
     if user.role in ALL_DOCUMENTS_ROLES:
         return _in_a_submitted_application(document)
     return False
+
+
+def _specification_for_invitee(user, document: Document) -> bool:
+    """A competition's specification is for every supplier invited to it (once published)."""
+    from ..models import CompetitionDocument, Invitation
+
+    return db.session.scalar(
+        select(CompetitionDocument.id)
+        .join(Invitation, Invitation.competition_id == CompetitionDocument.competition_id)
+        .where(CompetitionDocument.document_id == document.id, Invitation.organisation_id == user.organisation_id)
+    ) is not None
 
 
 def _in_a_submitted_application(document: Document) -> bool:
@@ -302,11 +330,16 @@ def open_for_download(document: Document, *, actor: User | None = None) -> BaseR
         response = redirect(url, 302)
     # Neither the file nor a redirect carrying a signed URL may be kept by a shared cache.
     response.headers["Cache-Control"] = "private, no-store"
+    # A bid's document name is sealed content too (the audit log is open to auditors before
+    # the deadline): its download is recorded by id alone.
+    is_bid_document = db.session.scalar(select(BidDocument.id).where(BidDocument.document_id == document.id)) is not None
     audit.record(
         "document.downloaded",
         "document",
         document.id,
-        {"filename": document.filename, "sha256": document.sha256, "via": "app" if url is None else "presigned_url"},
+        {"filename": None if is_bid_document else document.filename,
+         "sha256": None if is_bid_document else document.sha256,
+         "via": "app" if url is None else "presigned_url"},
         actor=actor,
     )
     return response
