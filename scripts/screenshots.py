@@ -45,6 +45,13 @@ def main() -> None:
         team.goto(f"{args.base}/team/suppliers")
         team.screenshot(path=str(OUT / "team-suppliers.png"))
 
+        buyer = browser.new_page(viewport={"width": 1100, "height": 900})
+        sign_in(buyer, args, "buyer@ccin.example.org")
+        buyer.goto(f"{args.base}/buyer/competitions")
+        buyer.screenshot(path=str(OUT / "buyer-competitions.png"))
+        team.goto(f"{args.base}/team/budget")
+        team.screenshot(path=str(OUT / "team-budget.png"))
+
         supplier = browser.new_page(viewport={"width": 1100, "height": 900})
         sign_in(supplier, args, "olivia@tidewell.example.org")
         supplier.goto(f"{args.base}/dps/suppliers")
