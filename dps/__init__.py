@@ -68,10 +68,13 @@ def create_app(config: dict | None = None) -> Flask:
     from .views import documents, public, team
     from .views import team_suppliers  # noqa: F401
     from .views import team_applications, team_budget  # noqa: F401  (add their pages to the team blueprint)
+    from .views import team_audit, team_exports  # noqa: F401  (likewise)
+    from .views import ocds_public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(documents.bp)
+    app.register_blueprint(ocds_public.bp)
 
     # Blueprints of the other two parts: they import dps, never the other way round at module
     # level, so the import happens here, inside the factory.

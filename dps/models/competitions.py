@@ -316,6 +316,8 @@ class CallOff(db.Model):
         CheckConstraint("value_pence > 0", name="value_positive"),
         CheckConstraint("ends_on >= starts_on", name="period"),
         CheckConstraint("paid_pence >= 0 AND paid_pence <= value_pence", name="paid_within_value"),
+        CheckConstraint("irrecoverable_vat_pence >= 0 AND irrecoverable_vat_pence <= value_pence",
+                        name="irrecoverable_vat_within_value"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -327,6 +329,9 @@ class CallOff(db.Model):
     allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id"), index=True)
     value_pence: Mapped[int] = mapped_column(BigInteger)
     paid_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The part of the value (which includes VAT) that is VAT the buyer cannot recover: the
+    # Transparency Code asks for it. Most councils recover VAT (VAT Act 1994 s33), so often 0.
+    irrecoverable_vat_pence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
