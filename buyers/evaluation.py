@@ -142,6 +142,11 @@ class ModerationForm(ScoreForm):
     submit = SubmitField("Save moderated score", widget=GovSubmitInput())
 
 
+IRRECOVERABLE_VAT_HINT = ("The part of the contract’s value that is VAT your organisation cannot reclaim. Councils "
+                          "reclaim almost all VAT, so this is usually 0. It is published with the contract under "
+                          "the Transparency Code.")
+
+
 class AwardForm(FlaskForm):
     bid_id = RadioField("Award the contract to", widget=GovRadioInput(), coerce=int, validate_choice=False,
                         validators=[InputRequired(message="Choose the bid to award the contract to")])
@@ -153,6 +158,9 @@ class AwardForm(FlaskForm):
         validators=[Length(max=TEXT_LIMIT, message="The reason must be 5,000 characters or fewer")])
     starts_on = DayMonthYearField("Start date", description="Leave blank to start the day after confirmation")
     ends_on = DayMonthYearField("End date", description="Leave blank for a 12-month contract")
+    # Without standstill the award is confirmed at once, so the call-off's details are asked here.
+    irrecoverable_vat = StringField("Irrecoverable VAT, if any, in pounds", widget=GovTextInput(),
+                                    validators=[_amount], default="0", description=IRRECOVERABLE_VAT_HINT)
     submit = SubmitField("Decide the award", widget=GovSubmitInput())
 
 
@@ -165,6 +173,8 @@ class NoAwardForm(FlaskForm):
 class ConfirmAwardForm(FlaskForm):
     starts_on = DayMonthYearField("Start date", description="Leave blank to start tomorrow")
     ends_on = DayMonthYearField("End date", description="Leave blank for a 12-month contract")
+    irrecoverable_vat = StringField("Irrecoverable VAT, if any, in pounds", widget=GovTextInput(),
+                                    validators=[_amount], default="0", description=IRRECOVERABLE_VAT_HINT)
     submit = SubmitField("Confirm the award and create the call-off", widget=GovSubmitInput())
 
 
@@ -438,7 +448,8 @@ def evaluation_award(competition_id: int):
         if bid is None:
             raise ServiceError("Choose the bid to award the contract to", field="bid_id")
         rules.decide_award(competition, _me(), bid, _pence(form.value.data), form.not_best_reason.data,
-                           starts_on=form.starts_on.data, ends_on=form.ends_on.data)
+                           starts_on=form.starts_on.data, ends_on=form.ends_on.data,
+                           irrecoverable_vat_pence=_pence(form.irrecoverable_vat.data))
 
     if not competition.standstill:
         message = "Award decided and confirmed: the call-off contract is created and every bidder has been written to."
@@ -464,7 +475,8 @@ def evaluation_confirm(competition_id: int):
     form = ConfirmAwardForm()
     return _act(competition, "confirm", form,
                 lambda: rules.confirm_award(competition.award, _me(), starts_on=form.starts_on.data,
-                                            ends_on=form.ends_on.data),
+                                            ends_on=form.ends_on.data,
+                                            irrecoverable_vat_pence=_pence(form.irrecoverable_vat.data)),
                 "Award confirmed: the call-off contract is created.",
                 target=lambda call_off: url_for("buyers.call_off", call_off_id=call_off.id))
 

@@ -149,6 +149,10 @@ class Verification:
     count: int
     broken_id: int | None = None
     reason: str | None = None
+    # The last row verified: its id and hash. A chain cannot show that rows were cut off its
+    # end, so operators keep the head somewhere else and check it is still there next time.
+    head_id: int | None = None
+    head_hash: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -159,6 +163,7 @@ def verify_chain(batch_size: int = 5000) -> Verification:
     """Walk the chain in id order; name the first row whose link or hash does not hold."""
     expected_prev = GENESIS_HASH
     count = 0
+    head_id = None
     stmt = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=batch_size)
     for row in db.session.scalars(stmt):
         if row.prev_hash != expected_prev:
@@ -166,6 +171,7 @@ def verify_chain(batch_size: int = 5000) -> Verification:
         if _hash_of(row) != row.hash:
             return Verification(count, row.id, "its contents do not match its hash (the row was changed)")
         expected_prev = row.hash
+        head_id = row.id
         count += 1
         db.session.expunge(row)
-    return Verification(count)
+    return Verification(count, head_id=head_id if count else None, head_hash=expected_prev if count else None)

@@ -1,12 +1,16 @@
 """Command-line interface: `flask --app dps <group> <command>` (see the README's CLI reference)."""
 from __future__ import annotations
 
+import os
+import re
 import secrets
 import sys
+import time
+from datetime import date
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from . import audit, clock, mail
@@ -186,16 +190,36 @@ def outbox_send() -> None:
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; exit 1 naming the first broken row."""
+@click.option("--head", "recorded_head", metavar="ID:HASH", default=None,
+              help="A head printed by an earlier run: check that row is still in the chain unchanged "
+                   "(rows cut off the end of a chain leave no broken link).")
+def audit_verify(recorded_head: str | None) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken row.
+
+    Prints the head (the last row's id and hash): keep it outside this database (a ticket, the
+    monthly audit file) and pass it back with --head next time."""
     _require_current_schema()
+    if recorded_head is not None:
+        head_id, _, head_hash = recorded_head.partition(":")
+        if not head_id.isdigit() or len(head_hash) != 64:
+            raise click.BadParameter("give the head as ID:HASH, as printed by an earlier run", param_hint="--head")
     result = audit.verify_chain()
-    if result.ok:
-        click.echo(f"Audit log intact: {result.count} events, chain verified.")
-        return
-    click.echo(f"Audit log BROKEN at event {result.broken_id}: {result.reason}. "
-               f"{result.count} events before it verified.", err=True)
-    sys.exit(1)
+    if not result.ok:
+        click.echo(f"Audit log BROKEN at event {result.broken_id}: {result.reason}. "
+                   f"{result.count} events before it verified.", err=True)
+        sys.exit(1)
+    if recorded_head is not None:
+        from .models import AuditEvent
+
+        stored = db.session.get(AuditEvent, int(head_id))
+        if stored is None or stored.hash != head_hash:
+            click.echo(f"Audit log BROKEN: the recorded head, event {head_id}, is "
+                       f"{'missing' if stored is None else 'changed'} (rows were removed from the end, "
+                       f"or the log was rebuilt). {result.count} events verified.", err=True)
+            sys.exit(1)
+    click.echo(f"Audit log intact: {result.count} events, chain verified.")
+    if result.head_id is not None:
+        click.echo(f"Head: {result.head_id}:{result.head_hash}")
 
 
 @applications_cli.command("notify-overdue")
@@ -209,6 +233,192 @@ def applications_notify_overdue() -> None:
     click.echo(f"{count} overdue application decision(s)" + (": the DPS team has been emailed." if count else "."))
 
 
+# The issue's names for the exports, and the registry's name behind each. "transparency" is two
+# reports, chosen with --report.
+EXPORT_KINDS = {
+    "ocds": "ocds",
+    "records": "records",
+    "transparency": None,
+    "contracts": "contracts",
+    "contracts-finder": "contracts-finder",
+    "award-notices": "award-notices",
+    "audit": "audit",
+    "xlsx": "xlsx",
+}
+TRANSPARENCY_REPORTS = {"tenders": "transparency-tenders", "contracts": "transparency-contracts"}
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$", re.IGNORECASE)
+
+
+def _parse_day(value: str | None, param: str) -> date | None:
+    if value is None:
+        return None
+    from .exports.deliver import EARLIEST_DAY, LATEST_DAY
+
+    text = value.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if not EARLIEST_DAY <= day <= LATEST_DAY:
+                raise click.BadParameter(f"{value} is outside {EARLIEST_DAY.year} to {LATEST_DAY.year}",
+                                         param_hint=param)
+            return day
+    raise click.BadParameter(f"{value!r} is not a real date: use YYYY-MM-DD, like 2024-06-30", param_hint=param)
+
+
+def _parse_quarter(value: str) -> tuple[date, date]:
+    match = _QUARTER.match(value.strip())
+    if not match or not 2000 <= int(match.group(1)) <= 2099:
+        raise click.BadParameter(f"{value!r} is not a quarter: use YYYY-Qn, like 2024-Q2", param_hint="--quarter")
+    from .exports.deliver import calendar_quarter
+
+    return calendar_quarter(int(match.group(1)), int(match.group(2)))
+
+
+def export_filters(date_from: str | None, date_to: str | None, quarter: str | None):
+    """The period of an export from the command line's options (London days, both ends included)."""
+    from .exports import Filters
+
+    if quarter is not None:
+        if date_from is not None or date_to is not None:
+            raise click.UsageError("Give --quarter or --from/--to, not both")
+        start, end = _parse_quarter(quarter)
+    else:
+        start, end = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    if start and end and end < start:
+        raise click.BadParameter(f"{end.isoformat()} is before --from {start.isoformat()}: "
+                                 "the period must end on or after the day it starts", param_hint="--to")
+    return Filters(start, end)
+
+
+class _CountingBar:
+    """A progress display on a terminal: a bar when the export knows its row count, a running
+    count (redrawn at most five times a second) when it does not."""
+
+    def __init__(self, title: str, length: int | None):
+        self.done = 0
+        self.title = title
+        self.drawn_at = 0.0
+        self.bar = click.progressbar(length=length, label=title, file=sys.stderr) if length else None
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __call__(self, rows: int) -> None:
+        self.done += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+        elif time.monotonic() - self.drawn_at >= 0.2:
+            self._draw()
+
+    def _draw(self) -> None:
+        self.drawn_at = time.monotonic()
+        click.echo(f"\r{self.title}: {self.done:,} written", nl=False, err=True)
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+        else:
+            self._draw()
+            click.echo("", err=True)
+
+
+@click.command("export")
+@click.argument("kind", type=click.Choice(list(EXPORT_KINDS)))
+@click.option("--report", type=click.Choice(list(TRANSPARENCY_REPORTS)), default=None,
+              help="For transparency: the Transparency Code's tenders or contracts report.")
+@click.option("--from", "date_from", metavar="YYYY-MM-DD", default=None,
+              help="First day of the period (UK time, included).")
+@click.option("--to", "date_to", metavar="YYYY-MM-DD", default=None,
+              help="Last day of the period (UK time, included).")
+@click.option("--quarter", metavar="YYYY-Qn", default=None,
+              help="A calendar quarter instead of --from/--to: Q1 is January to March, Q4 October to December. "
+                   "April to June is Q1 of the financial year but calendar Q2, so 2024-Q2.")
+@click.option("--out", "destination", required=True, metavar="PATH|s3://bucket/key",
+              help="A file to write (replaced only once the export is complete) or an S3 object.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only when the output is a terminal).")
+@with_appcontext
+def export_command(kind: str, report: str | None, date_from: str | None, date_to: str | None,
+                   quarter: str | None, destination: str, progress: bool | None) -> None:
+    """Take an export: ocds, records, transparency (--report tenders|contracts), contracts,
+    contracts-finder, award-notices, audit or xlsx.
+
+    The whole export is written and checked before anything is handed out: a failure (the
+    export's own checks, the database, the disk or S3) leaves no file or object behind and exits
+    with status 1 saying why. Taking an export is recorded in the audit log."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .exports import ExportInvalid, deliver, get
+
+    _require_current_schema()
+    if kind == "transparency":
+        if report is None:
+            raise click.UsageError("transparency needs --report tenders or --report contracts")
+        name = TRANSPARENCY_REPORTS[report]
+    else:
+        if report is not None:
+            raise click.UsageError("--report is only for the transparency export")
+        name = EXPORT_KINDS[kind]
+    filters = export_filters(date_from, date_to, quarter)
+    try:
+        export = get(name)
+    except KeyError:
+        raise click.ClickException(f"The {name} export is not available in this version") from None
+
+    to_s3 = destination.startswith("s3://")
+    if to_s3:
+        try:
+            deliver.parse_s3_url(destination)
+        except deliver.DeliveryError as exc:
+            raise click.BadParameter(str(exc), param_hint="--out") from exc
+    else:
+        folder = os.path.dirname(os.path.abspath(destination))
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"the folder {folder} does not exist", param_hint="--out")
+        if os.path.isdir(destination):
+            raise click.BadParameter(f"{destination} is a folder: give a file name", param_hint="--out")
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        if show:
+            length = export.count(filters) if export.count else None  # a query: inside the try
+            with _CountingBar(export.title, length) as bar:
+                tmp = deliver.produce(export, filters, bar)
+        else:
+            tmp = deliver.produce(export, filters)
+    except ExportInvalid as exc:
+        db.session.rollback()
+        raise click.ClickException(f"The {name} export failed its checks; nothing was written. {exc.message}") from exc
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"The {name} export failed reading the database; nothing was written. "
+                                   f"{type(exc).__name__}: {exc.orig if getattr(exc, 'orig', None) else exc}") from exc
+    # End the read transaction before the upload: on SQLite every transaction holds the write
+    # lock, and an upload can take minutes.
+    db.session.rollback()
+    with tmp:
+        try:
+            if to_s3:
+                size = deliver.to_s3(tmp, destination, content_type=export.media_type)
+            else:
+                size = deliver.to_path(tmp, destination)
+        except deliver.DeliveryError as exc:
+            # A failed write or upload is not an export taken: no audit event.
+            raise click.ClickException(str(exc)) from exc
+    where = destination if to_s3 else os.path.abspath(destination)
+    # Recorded only now that the file or object is complete: what the log says was taken, was.
+    deliver.record_taken(export, filters, destination if to_s3 else "file", size,
+                         path=None if to_s3 else where)
+    db.session.commit()
+    click.echo(f"Wrote {export.title} ({size:,} bytes) to {where}")
+
+
 def register(app: Flask) -> None:
     for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli, applications_cli):
         app.cli.add_command(group)
+    app.cli.add_command(export_command)

@@ -1,6 +1,9 @@
 """Engine set-up and the check that the schema is current."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
@@ -10,6 +13,8 @@ from sqlalchemy.engine import Engine
 from .extensions import db, migrate
 
 UPGRADE_HINT = "run `flask --app dps db upgrade`"
+# Execution option of a connection whose transaction only reads (see read_only_transaction).
+READ_ONLY = "dps_read_only"
 
 
 def configure_engine(engine: Engine) -> None:
@@ -28,9 +33,33 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        if connection.get_execution_options().get(READ_ONLY):
+            # A read-only transaction (a long export): a snapshot that leaves writers free (WAL).
+            connection.exec_driver_sql("BEGIN")
+            return
         # Take the write lock at the start of every transaction. A read-check-write then cannot
         # interleave with another writer (DESIGN 5), and the audit chain is appended in order.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_only_transaction() -> Iterator[None]:
+    """Run long reads (exports) in a transaction of their own that never blocks writers.
+
+    On SQLite every transaction otherwise begins with BEGIN IMMEDIATE and holds the write lock to
+    its end, so a minute-long export would stop the site's writes for a minute; here it begins
+    with a plain BEGIN, which in WAL mode reads a snapshot without locking anyone out. On
+    PostgreSQL reads never block writers anyway. The session must have nothing unsaved: the
+    transaction open before (reads only) is ended, and so is this one after."""
+    session = db.session
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("read_only_transaction needs a session with no unsaved changes")
+    session.commit()
+    session.connection(execution_options={READ_ONLY: True})
+    try:
+        yield
+    finally:
+        session.rollback()
 
 
 def schema_problem(app: Flask) -> str | None:

@@ -948,7 +948,12 @@ def _demo_bidding(competition: Competition, lot: Lot, plan: CompetitionPlan, whe
             amount = to_pay - call_off.paid_pence
         if amount <= 0:
             break
+        # Paid 100 days apart, but never after the demo's today (the service refuses future dates).
+        now = clock.now()
+        paid_on = min(starts_on + timedelta(days=100 * stage), clock.to_london(now).date())
+        if paid_on < starts_on:
+            break
+        recorded_at = min(max(_london(paid_on, 15), when["decided"]), now)
         db.session.add(Invoice(call_off=call_off, supplier_reference=f"INV-{competition.id:04d}-{stage}", amount_pence=amount,
-                               paid_on=starts_on + timedelta(days=100 * stage), recorded_at=when["decided"],
-                               recorded_by_id=buyer.id))
+                               paid_on=paid_on, recorded_at=recorded_at, recorded_by_id=buyer.id))
         call_off.paid_pence += amount

@@ -27,9 +27,9 @@ NAVIGATION = {
               ("Call-offs", "buyers.call_offs"), ("Budget", "buyers.budget"), ("Colleagues", "buyers.colleagues")],
     "dps_admin": [("DPS team", "team.dashboard"), ("Applications", "team.applications"),
                   ("Suppliers", "team.suppliers"), ("Budget", "team.budget"), ("Accounts", "team.users"),
-                  ("Clock", "team.clock")],
+                  ("Audit log", "team.audit_log"), ("Exports", "team.exports"), ("Clock", "team.clock")],
     "auditor": [("Audit", "team.dashboard"), ("Applications", "team.applications"), ("Suppliers", "team.suppliers"),
-                ("Budget", "team.budget")],
+                ("Budget", "team.budget"), ("Audit log", "team.audit_log"), ("Exports", "team.exports")],
 }
 
 

@@ -51,6 +51,15 @@ def main() -> None:
         buyer.screenshot(path=str(OUT / "buyer-competitions.png"))
         team.goto(f"{args.base}/team/budget")
         team.screenshot(path=str(OUT / "team-budget.png"))
+        team.goto(f"{args.base}/team/exports")
+        team.screenshot(path=str(OUT / "team-exports.png"))
+
+        auditor = browser.new_page(viewport={"width": 1100, "height": 1400})
+        sign_in(auditor, args, "auditor@dps.example.org")
+        auditor.goto(f"{args.base}/team/audit")
+        # The rows, below the filters.
+        auditor.locator("table").first.scroll_into_view_if_needed()
+        auditor.screenshot(path=str(OUT / "team-audit-log.png"))
 
         supplier = browser.new_page(viewport={"width": 1100, "height": 900})
         sign_in(supplier, args, "olivia@tidewell.example.org")

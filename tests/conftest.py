@@ -282,3 +282,68 @@ def link_in(body: str) -> str:
     match = re.search(r"http://dps\.test(/\S+)", body)
     assert match, body
     return match.group(1)
+
+
+DEMO_PASSWORD = "copper kettle harbour lantern"
+
+
+@contextmanager
+def demo_application(database_template, tmp_path_factory, at: str = DEFAULT_NOW,
+                     password: str = DEMO_PASSWORD) -> Iterator[Flask]:
+    """An app over a fresh database holding the demo data, loaded at ``at`` (frozen clock).
+
+    For module-scoped fixtures: loading the demo takes seconds, so a module loads it once and its
+    tests only read it (or put back what they change). The sign-ins the loader printed are in
+    ``app.config["DEMO_SIGN_INS"]``."""
+    from dps import clock
+    from dps.demo import database_is_empty, load_demo
+
+    if database_template["kind"] == "postgresql":
+        _empty_postgres(database_template["url"])
+        url = database_template["url"]
+    else:
+        path = tmp_path_factory.mktemp("demo") / "demo.sqlite3"
+        shutil.copyfile(database_template["path"], path)
+        url = f"sqlite:///{path}"
+    application = make_app(url)
+    with application.app_context():
+        clock.set_simulated(clock.parse_london(at), frozen=True)
+        db.session.commit()
+        assert database_is_empty()
+        application.config["DEMO_SIGN_INS"] = load_demo(password)
+        db.session.commit()
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+# S3: moto's server on 127.0.0.1, spoken to over real HTTP by an unpatched boto3 (DESIGN 8).
+
+AWS_TEST_SECRET = "testing-secret-never-shown"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path) -> None:
+    """Dummy credentials and nothing from this machine's own AWS set-up."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_TEST_SECRET)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # an unreachable endpoint fails at once, not after backoff
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION",
+                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)

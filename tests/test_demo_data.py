@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dps.audit import verify_chain
-from dps.demo import DemoError, database_is_empty, load_demo
+from dps.demo import DemoError, load_demo
 from dps.extensions import db
 from dps.models import (
     Admission,
@@ -26,6 +26,7 @@ from dps.models import (
     User,
 )
 from dps.models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS
+from tests.conftest import demo_application
 
 PASSWORD = "copper kettle harbour lantern"
 STAFF = [
@@ -48,29 +49,8 @@ CAPS_AND_TOTALS = {
 @pytest.fixture(scope="module")
 def demo_app(database_template, tmp_path_factory):
     """One demo load for the whole module (it takes seconds): these tests only read it."""
-    import shutil
-
-    from dps import clock
-    from tests.conftest import DEFAULT_NOW, _empty_postgres, make_app
-
-    if database_template["kind"] == "postgresql":
-        _empty_postgres(database_template["url"])
-        url = database_template["url"]
-    else:
-        path = tmp_path_factory.mktemp("demo") / "demo.sqlite3"
-        shutil.copyfile(database_template["path"], path)
-        url = f"sqlite:///{path}"
-    application = make_app(url)
-    with application.app_context():
-        clock.set_simulated(clock.parse_london(DEFAULT_NOW), frozen=True)
-        db.session.commit()
-        assert database_is_empty()
-        application.config["DEMO_SIGN_INS"] = load_demo(PASSWORD)
-        db.session.commit()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with demo_application(database_template, tmp_path_factory, password=PASSWORD) as application:
+        yield application
 
 
 @pytest.fixture

@@ -298,3 +298,46 @@ def test_a_panel_member_who_declared_a_conflict_never_reads_the_bid(app, planted
         competition.opened_by_id = planted.world.buyer["id"]
         db.session.commit()
     assert browser_for(app, planted.panel_member).get(f"/documents/{planted.document_id}").status_code == 404
+
+
+def _export_text(app: Flask, name: str) -> str:
+    """An export as text, as a user would open it (an XLSX workbook is a zip of XML parts)."""
+    import io
+    import zipfile
+
+    from dps import exports
+
+    with app.test_request_context():
+        export = exports.get(name)
+        buffer = io.BytesIO()
+        export.write(exports.Filters(), buffer, exports.no_progress)
+    data = buffer.getvalue()
+    if export.extension == "xlsx":
+        with zipfile.ZipFile(io.BytesIO(data)) as workbook:
+            return "\n".join(workbook.read(part).decode("utf-8") for part in workbook.namelist())
+    return data.decode("utf-8-sig")
+
+
+def _export_names() -> list[str]:
+    from dps import exports
+
+    return [export.name for export in exports.all_exports()]
+
+
+def test_before_the_deadline_no_export_carries_bid_content_and_after_it_ocds_does(app, planted):
+    names = _export_names()
+    assert {"ocds", "records", "audit", "contracts", "xlsx"} <= set(names)
+    for name in names:
+        text = _export_text(app, name)
+        assert not any(needle in text for needle in (planted.marker, *PRICE_FORMS)), name
+    # The public endpoints too, whatever the dates asked for.
+    anonymous = app.test_client()
+    for path in ("/ocds/releases.json", "/ocds/records.json", "/ocds/releases.json?from=2024-01-01&to=2030-12-31"):
+        response = anonymous.get(path)
+        assert response.status_code == 200, path
+        assert not _leaks(response, planted), path
+
+    # One second after the deadline the bids' prices are published in OCDS (bid details): the
+    # same search finds the price, so it would have found it before.
+    set_clock(app, "2024-07-05T12:00:01")
+    assert any(form in _export_text(app, "ocds") for form in PRICE_FORMS)

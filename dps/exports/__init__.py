@@ -107,6 +107,11 @@ class ExportInvalid(Exception):
         self.message = message
 
 
+class NothingToExport(ExportInvalid):
+    """Nothing falls in the period asked for, and the format cannot be empty (an OCDS package
+    holds at least one release). Not a fault: the person asking can choose another period."""
+
+
 REGISTRY: dict[str, Export] = {}
 
 

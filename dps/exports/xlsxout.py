@@ -1,1 +1,146 @@
-"""(being written)"""
+"""All the tabular reports as one Excel workbook, a sheet per report (DESIGN 6).
+
+xlsxwriter in constant-memory mode writes each row to a temporary file as soon as the next row
+starts, so memory stays flat however many rows there are. It writes to a file name, so the
+workbook is made in a temporary folder and then copied into ``out`` in chunks.
+
+Nothing in the data ever becomes a formula or a link: text goes through ``write_string`` (after
+``cells.neutralise``, so it stays inert when the sheet is saved as CSV), amounts through
+``write_number`` in pounds with a £ format, dates as Excel dates; the workbook's own options turn
+off xlsxwriter's guessing of formulas, links and numbers in strings as a second guard.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date, datetime
+from decimal import Decimal
+from typing import IO
+
+import xlsxwriter
+from xlsxwriter.worksheet import Worksheet
+
+from .. import clock
+from . import Export, Filters, Progress, iter_chunks, no_progress, register
+from .cells import as_excel, neutralise
+from .tables import TABLES, Table
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# Excel's limits: rows per sheet (the header is one of them) and characters per cell.
+SHEET_ROW_LIMIT = 1_048_576
+CELL_CHARACTER_LIMIT = 32_767
+TRUNCATED = " [cut to fit Excel's cell limit: the CSV export has it in full]"
+PROGRESS_EVERY = 500
+WORKBOOK_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+COLUMN_WIDTHS = {"text": 30, "money": 14, "date": 12, "datetime": 20, "int": 10, "bool": 8}
+
+
+def _fit(text: str) -> str:
+    if len(text) <= CELL_CHARACTER_LIMIT // 2:
+        return text
+    if len(text.encode("utf-16-le")) // 2 <= CELL_CHARACTER_LIMIT:
+        return text
+    keep = CELL_CHARACTER_LIMIT - len(TRUNCATED)
+    cut = text[:keep]
+    while len(cut.encode("utf-16-le")) // 2 > keep:  # characters outside the BMP count twice
+        cut = cut[:-1]
+    return cut + TRUNCATED
+
+
+class _Sheets:
+    """The sheets of one table: a continuation sheet when Excel's row limit is reached."""
+
+    def __init__(self, workbook: xlsxwriter.Workbook, table: Table, formats: dict):
+        self.workbook, self.table, self.formats = workbook, table, formats
+        self.part = 0
+        self.sheet: Worksheet
+        self.row = 0
+        self._new_sheet()
+
+    def _new_sheet(self) -> None:
+        self.part += 1
+        name = self.table.sheet if self.part == 1 else f"{self.table.sheet[:25]} ({self.part})"
+        self.sheet = self.workbook.add_worksheet(name)
+        # Column widths before any row: constant-memory mode writes rows out as it goes.
+        for index, column in enumerate(self.table.columns):
+            self.sheet.set_column(index, index, COLUMN_WIDTHS[column.kind])
+        for index, heading in enumerate(self.table.headings):
+            self.sheet.write_string(0, index, neutralise(heading), self.formats["heading"])
+        self.sheet.freeze_panes(1, 0)
+        self.row = 1
+
+    def append(self, row: tuple) -> None:
+        if self.row >= SHEET_ROW_LIMIT:
+            self._new_sheet()
+        sheet, formats, r = self.sheet, self.formats, self.row
+        for index, (value, column) in enumerate(zip(row, self.table.columns, strict=True)):
+            cell = as_excel(value, column.kind)
+            if cell is None:
+                continue  # an empty cell
+            if isinstance(cell, str):
+                sheet.write_string(r, index, _fit(cell))
+            elif isinstance(cell, Decimal):
+                sheet.write_number(r, index, float(cell), formats["money"])
+            elif isinstance(cell, datetime):
+                sheet.write_datetime(r, index, cell, formats["datetime"])
+            elif isinstance(cell, date):
+                sheet.write_datetime(r, index, cell, formats["date"])
+            else:
+                sheet.write_number(r, index, cell)
+        self.row += 1
+
+
+def write_workbook(filters: Filters, out: IO[bytes], progress: Progress = no_progress,
+                   tables: tuple[Table, ...] = TABLES) -> None:
+    with tempfile.TemporaryDirectory(prefix="dps-xlsx-") as folder:
+        path = os.path.join(folder, "export.xlsx")
+        workbook = xlsxwriter.Workbook(path, {**WORKBOOK_OPTIONS, "tmpdir": folder})
+        workbook.set_properties({
+            "title": "CCIN Dynamic Purchasing System: reports",
+            "subject": f"Period: {filters.label().replace('_', ' ')}",
+            "company": "Co-operative Councils' Innovation Network",
+            # The service's clock, so a training sandbox's workbook carries its simulated date.
+            "created": clock.now().replace(tzinfo=None),
+        })
+        formats = {
+            "heading": workbook.add_format({"bold": True}),
+            "money": workbook.add_format({"num_format": "£#,##0.00"}),
+            "date": workbook.add_format({"num_format": "yyyy-mm-dd"}),
+            "datetime": workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+        }
+        for table in tables:
+            sheets = _Sheets(workbook, table, formats)
+            pending = 0
+            for row in table.rows(filters):
+                sheets.append(row)
+                pending += 1
+                if pending == PROGRESS_EVERY:
+                    progress(pending)
+                    pending = 0
+            if pending:
+                progress(pending)
+        workbook.close()
+        with open(path, "rb") as made:
+            for chunk in iter_chunks(made):
+                out.write(chunk)
+
+
+def count(filters: Filters) -> int:
+    return sum(table.count(filters) for table in TABLES)
+
+
+XLSX = register(Export(
+    name="xlsx",
+    title="All reports (Excel workbook)",
+    description=("One workbook with a sheet for each report: Transparency Code tenders and contracts, the contracts "
+                 "register, the Contracts Finder due list, award notices by quarter and the audit log."),
+    extension="xlsx",
+    media_type=XLSX_MEDIA_TYPE,
+    write=write_workbook,
+    count=count,
+))

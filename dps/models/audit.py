@@ -16,6 +16,7 @@ class AuditEvent(db.Model):
         # Each filter of the audit log page has an index ending in id, so that "newest first,
         # after this id" (keyset pagination) reads only the rows it shows, even at millions of rows.
         Index("ix_audit_events_object", "object_type", "object_id", "id"),
+        Index("ix_audit_events_object_type", "object_type", "id"),
         Index("ix_audit_events_organisation", "organisation_id", "id"),
         Index("ix_audit_events_action", "action", "id"),
         Index("ix_audit_events_occurred_at", "occurred_at"),

@@ -425,6 +425,9 @@ def resend_confirmation(email: str) -> None:
     user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is not None and user.email_confirmed_at is None and user.password_hash is not None and user.active:
         send_confirmation(user)
+        # A new link replaces the old one: a change to the account's one-time links, like a reset.
+        audit.record("user.confirmation_resent", "user", user.id, {}, actor_label="system",
+                     organisation_id=user.organisation_id)
 
 
 def confirm_email(raw_token: str) -> User:

@@ -469,10 +469,10 @@ def _check_affordable(competition: Competition, value_pence: int) -> None:
 
 def decide_award(competition: Competition, user: User, bid: Bid, value_pence: int | None,
                  not_best_reason: str | None = None, *, starts_on: date | None = None,
-                 ends_on: date | None = None) -> Award:
+                 ends_on: date | None = None, irrecoverable_vat_pence: int | None = None) -> Award:
     """Decide the award and write to every bidder. With standstill the award is intended until
-    the standstill ends; without, it is confirmed at once (``starts_on``/``ends_on`` then set
-    the call-off's term)."""
+    the standstill ends; without, it is confirmed at once (``starts_on``/``ends_on`` and
+    ``irrecoverable_vat_pence`` then go to the call-off, see confirm_award)."""
     _require_evaluator(competition, user)
     _lock(competition)
     _require_not_finished(competition)
@@ -516,7 +516,8 @@ def decide_award(competition: Competition, user: User, bid: Bid, value_pence: in
         "standstill_ends_at": standstill_ends_at.isoformat() if standstill_ends_at else None,
         "letters": letters}, actor=user)
     if standstill_ends_at is None:
-        confirm_award(award, user, starts_on=starts_on, ends_on=ends_on)
+        confirm_award(award, user, starts_on=starts_on, ends_on=ends_on,
+                      irrecoverable_vat_pence=irrecoverable_vat_pence)
     return award
 
 
@@ -597,10 +598,15 @@ def close_without_award(competition: Competition, user: User, reason: str | None
                        f"contract.\n\nWhy: {reason}\n")
 
 
-def confirm_award(award: Award, user: User, *, starts_on: date | None = None, ends_on: date | None = None) -> CallOff:
+def confirm_award(award: Award, user: User, *, starts_on: date | None = None, ends_on: date | None = None,
+                  irrecoverable_vat_pence: int | None = None) -> CallOff:
     """Confirm the award (after the standstill, if any): create the call-off contract and commit
     its value to the allocation, in the caller's one transaction. If the allocation has not
-    enough left, ServiceError says how much remains; the caller rolls back and nothing is kept."""
+    enough left, ServiceError says how much remains; the caller rolls back and nothing is kept.
+
+    ``irrecoverable_vat_pence``: the part of the value (which includes VAT) that is VAT the buyer
+    cannot reclaim, which the Transparency Code asks councils to publish. Councils recover most
+    VAT (VAT Act 1994 s33), so it is usually 0, the default."""
     competition = award.competition
     _require_evaluator(competition, user)
     _lock(competition)
@@ -616,6 +622,12 @@ def confirm_award(award: Award, user: User, *, starts_on: date | None = None, en
     ends_on = ends_on or term_end(starts_on)
     if ends_on < starts_on:
         raise ServiceError("The end date must be the same as or after the start date", field="ends_on")
+    irrecoverable_vat_pence = irrecoverable_vat_pence or 0
+    if irrecoverable_vat_pence < 0:
+        raise ServiceError("Irrecoverable VAT must be £0 or more", field="irrecoverable_vat")
+    if irrecoverable_vat_pence > award.value_pence:
+        raise ServiceError(f"Irrecoverable VAT cannot be more than the call-off’s value, {money(award.value_pence)}",
+                           field="irrecoverable_vat")
     # Conditional, so two confirmations of one award at the same moment make one call-off.
     done = db.session.execute(
         update(Award).where(Award.id == award.id, Award.confirmed_at.is_(None))
@@ -629,7 +641,8 @@ def confirm_award(award: Award, user: User, *, starts_on: date | None = None, en
                        supplier_organisation_id=bid.organisation_id,
                        buyer_organisation_id=competition.buyer_organisation_id,
                        allocation_id=competition.allocation_id, value_pence=award.value_pence, paid_pence=0,
-                       starts_on=starts_on, ends_on=ends_on, created_at=now)
+                       irrecoverable_vat_pence=irrecoverable_vat_pence, starts_on=starts_on, ends_on=ends_on,
+                       created_at=now)
     _insert_once(call_off, "This competition already has a call-off contract")
     db.session.refresh(award)
     allocation = competition.allocation
@@ -638,7 +651,8 @@ def confirm_award(award: Award, user: User, *, starts_on: date | None = None, en
     audit.record("call_off.created", "call_off", call_off.id, {
         "reference": call_off.reference, "competition_id": competition.id,
         "supplier_organisation_id": call_off.supplier_organisation_id, "value_pence": call_off.value_pence,
-        "allocation_id": allocation.id, "allocation_committed_pence": allocation.committed_pence,
+        "irrecoverable_vat_pence": call_off.irrecoverable_vat_pence, "allocation_id": allocation.id,
+        "allocation_committed_pence": allocation.committed_pence,
         "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat()}, actor=user)
     for email in notify.organisation_emails(bid.organisation):
         mail.queue(email, f"Contract confirmed: {competition.title} ({call_off.reference})",

@@ -1,6 +1,108 @@
-"""Public OCDS endpoints: /ocds/releases.json and /ocds/records.json (published information only)."""
+"""Public OCDS endpoints: /ocds/releases.json and /ocds/records.json (published information only).
+
+Anyone may read them, signed in or not; they hold what is published anyway (see dps.exports.ocds,
+"public mode"). Each answer is written into a temporary file first and validated release by
+release as it is written, so a failed export hands out nothing but an error naming the field; the
+file is then streamed back 64 KiB at a time, so memory stays flat however large it is.
+
+These reads are not audit events, unlike a team member taking an export: anyone on the internet
+can call them, as often as they like, and each would add a row to the append-only log.
+"""
 from __future__ import annotations
 
-from flask import Blueprint
+import os
+import tempfile
+from datetime import date
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..database import read_only_transaction
+from ..exports import ExportInvalid, Filters, iter_chunks
+from ..exports.ocds import NothingToExport, write_package
 
 bp = Blueprint("ocds", __name__, url_prefix="/ocds")
+
+CHUNK_SIZE = 64 * 1024
+# Short: the data changes as the DPS works, but many readers in a minute can share one answer.
+CACHE_SECONDS = 300
+
+
+class BadParameter(ValueError):
+    pass
+
+
+def _day(name: str) -> date | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadParameter(f"The '{name}' parameter must be a date in the form YYYY-MM-DD, like 2024-04-01 "
+                           f"(it was {raw[:40]!r})") from None
+
+
+def _filters() -> Filters:
+    start, end = _day("from"), _day("to")
+    try:
+        return Filters(start, end)
+    except ValueError as exc:
+        raise BadParameter(f"The 'to' date must be the same as or after the 'from' date ({exc})") from None
+
+
+def _error(status: int, message: str, field: str | None = None) -> Response:
+    body = {"error": message}
+    if field:
+        body["parameter"] = field
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _serve(kind: str) -> Response:
+    try:
+        filters = _filters()
+    except BadParameter as exc:
+        field = "to" if "'to'" in str(exc) else "from" if "'from'" in str(exc) else None
+        return _error(400, str(exc), field)
+    tmp = tempfile.TemporaryFile(prefix=f"dps-ocds-public-{kind}-")
+    try:
+        with read_only_transaction():  # on SQLite, never holds up the site's writers
+            write_package(kind, filters, tmp, public=True)
+        tmp.flush()
+    except NothingToExport as exc:
+        tmp.close()
+        return _error(404, exc.message)
+    except ExportInvalid as exc:
+        tmp.close()
+        current_app.logger.error("Public OCDS %s export failed validation: %s", kind, exc.message)
+        return _error(500, f"The OCDS data failed validation, so none is served: {exc.message}")
+    except BaseException:
+        tmp.close()
+        raise
+    size = os.fstat(tmp.fileno()).st_size
+    tmp.seek(0)
+    response = Response(iter_chunks(tmp, CHUNK_SIZE), content_type="application/json",
+                        direct_passthrough=True)
+    response.call_on_close(tmp.close)
+    response.headers["Content-Length"] = str(size)
+    response.headers["Content-Disposition"] = f'inline; filename="ccin-dps-{kind}-{filters.label()}.json"'
+    response.headers["Cache-Control"] = f"public, max-age={CACHE_SECONDS}"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/releases.json")
+def releases():
+    """An OCDS release package of every published release dated in the period."""
+    return _serve("releases")
+
+
+@bp.get("/records.json")
+def records():
+    """An OCDS record package: each contracting process with a published release in the period."""
+    return _serve("records")

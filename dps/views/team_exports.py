@@ -1,4 +1,144 @@
-"""The exports page (added to the team blueprint): the DPS team and auditors take exports."""
+"""The exports page (added to the team blueprint): the DPS team and auditors take exports.
+
+Taking an export is recorded in the audit log, a change of state, so the download itself is a
+POST with the CSRF token; the page is a GET that changes nothing. The export is written in full
+to a temporary file and checked before the audit event is committed and the file streamed: an
+export that fails its checks hands out nothing and is not recorded as taken.
+"""
 from __future__ import annotations
 
-from .team import bp  # noqa: F401
+from dataclasses import dataclass
+from datetime import date
+
+from flask import abort, current_app, render_template, request
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from govuk_frontend_wtf.wtforms_widgets import GovDateInput
+from sqlalchemy import func, select
+from wtforms.validators import ValidationError
+
+from .. import clock
+from ..exports import Export, ExportInvalid, Filters, NothingToExport, all_exports, deliver
+from ..extensions import db
+from ..forms import LondonDateField
+from ..models import Agreement
+from .team import bp
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+
+
+def _in_range(form, field) -> None:
+    if field.data and not deliver.EARLIEST_DAY <= field.data <= deliver.LATEST_DAY:
+        raise ValidationError(f"{field.label.text} must be a date between {deliver.EARLIEST_DAY.year} "
+                              f"and {deliver.LATEST_DAY.year}")
+
+
+class ExportPeriodForm(FlaskForm):
+    """The period every export on the page covers. Both dates may be left out (everything)."""
+
+    # No Optional(): it would discard "Enter a real date" when only the day box is empty.
+    date_from = LondonDateField("From", widget=GovDateInput(), format="%d %m %Y", validators=[_in_range])
+    date_to = LondonDateField("To", widget=GovDateInput(), format="%d %m %Y", validators=[_in_range])
+
+    def validate_date_to(self, field) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError("The ‘to’ date must be the same as or after the ‘from’ date")
+
+
+@dataclass(frozen=True)
+class Quarter:
+    year: int
+    number: int
+    start: date
+    end: date
+
+    @property
+    def code(self) -> str:
+        return f"{self.year}-Q{self.number}"
+
+    @property
+    def label(self) -> str:
+        return f"{_MONTHS[self.start.month - 1]} to {_MONTHS[self.end.month - 1]} {self.year}"
+
+    @property
+    def financial(self) -> str:
+        # The network's budget years run April to March: calendar Q2 is financial Q1.
+        first_year = self.year if self.number > 1 else self.year - 1
+        number = self.number - 1 if self.number > 1 else 4
+        return f"Q{number} {first_year}/{str(first_year + 1)[-2:]}"
+
+
+def _quarter_of(day: date) -> Quarter:
+    number = (day.month - 1) // 3 + 1
+    return Quarter(day.year, number, *deliver.calendar_quarter(day.year, number))
+
+
+def _quarters() -> list[Quarter]:
+    """Calendar quarters (the Transparency Code's) from the DPS's start to today, newest first."""
+    today = clock.today_london()
+    first = db.session.scalar(select(func.min(Agreement.starts_on)))
+    quarter = _quarter_of(today)
+    quarters = [quarter]
+    # Without a DPS yet, the last two years; the bound only guards against a nonsense start date.
+    while len(quarters) < 200:
+        previous = _quarter_of(date.fromordinal(quarter.start.toordinal() - 1))
+        if (first is not None and previous.end < first) or (first is None and len(quarters) >= 8):
+            break
+        quarters.append(previous)
+        quarter = previous
+    return quarters
+
+
+def _available() -> list[Export]:
+    return [export for export in all_exports() if current_user.role in export.audience]
+
+
+def _page(form: ExportPeriodForm, http_status: int = 200, failure: tuple[Export, str] | None = None,
+          quarters: list[Quarter] | None = None):
+    return render_template("team/exports.html", form=form, exports=_available(),
+                           quarters=_quarters() if quarters is None else quarters, failure=failure), http_status
+
+
+@bp.route("/exports")
+def exports():
+    form = ExportPeriodForm(formdata=None)
+    # ?quarter=2024-Q2 fills the dates in (a shortcut; it changes nothing).
+    chosen = request.args.get("quarter")
+    quarters = _quarters()
+    for quarter in quarters:
+        if quarter.code == chosen:
+            form.date_from.data, form.date_to.data = quarter.start, quarter.end
+    return _page(form, quarters=quarters)
+
+
+@bp.route("/exports/<name>", methods=["POST"])
+def take_export(name: str):
+    export = next((e for e in _available() if e.name == name), None)
+    if export is None:
+        abort(404)  # unknown, or not for this role: nothing to say either way
+    form = ExportPeriodForm()
+    if not form.validate_on_submit():
+        return _page(form, 400)
+    filters = Filters(form.date_from.data, form.date_to.data)
+    try:
+        tmp = deliver.produce(export, filters)
+    except NothingToExport as exc:
+        db.session.rollback()
+        # The period chosen holds nothing this format can carry: say so next to the period.
+        form.date_from.errors = [*form.date_from.errors, f"{exc.message}: choose another period"]
+        return _page(form, 400)
+    except ExportInvalid as exc:
+        db.session.rollback()
+        current_app.logger.error("Export %s for %s failed its checks: %s", export.name, filters.as_dict(), exc.message)
+        # 500, not 422: the request was sound; what failed is the service's own data or code,
+        # which the person asking cannot fix by asking differently, and the operator must hear of.
+        return _page(form, 500, failure=(export, exc.message))
+    try:
+        # Recorded and committed before a byte goes out: a download is never untracked.
+        deliver.record_taken(export, filters, "download", deliver.size_of(tmp))
+        db.session.commit()
+    except BaseException:
+        tmp.close()
+        raise
+    return deliver.response(export, filters, tmp)

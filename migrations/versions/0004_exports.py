@@ -28,6 +28,7 @@ def upgrade():
     op.drop_index('ix_audit_events_organisation_id', table_name='audit_events')
     op.drop_index('ix_audit_events_object', table_name='audit_events')
     op.create_index('ix_audit_events_object', 'audit_events', ['object_type', 'object_id', 'id'], unique=False)
+    op.create_index('ix_audit_events_object_type', 'audit_events', ['object_type', 'id'], unique=False)
     op.create_index('ix_audit_events_action', 'audit_events', ['action', 'id'], unique=False)
     op.create_index('ix_audit_events_organisation', 'audit_events', ['organisation_id', 'id'], unique=False)
 
@@ -46,6 +47,7 @@ def downgrade():
 
     op.drop_index('ix_audit_events_organisation', table_name='audit_events')
     op.drop_index('ix_audit_events_action', table_name='audit_events')
+    op.drop_index('ix_audit_events_object_type', table_name='audit_events')
     op.drop_index('ix_audit_events_object', table_name='audit_events')
     op.create_index('ix_audit_events_object', 'audit_events', ['object_type', 'object_id'], unique=False)
     op.create_index('ix_audit_events_organisation_id', 'audit_events', ['organisation_id'], unique=False)
