@@ -294,7 +294,10 @@ def demo_application(database_template, tmp_path_factory, at: str = DEFAULT_NOW,
 
     For module-scoped fixtures: loading the demo takes seconds, so a module loads it once and its
     tests only read it (or put back what they change). The sign-ins the loader printed are in
-    ``app.config["DEMO_SIGN_INS"]``."""
+    ``app.config["DEMO_SIGN_INS"]``.
+
+    On PostgreSQL it shares the test database with the function-scoped ``app`` fixture, which
+    empties it: in a module, put the tests that use ``app`` after those that use the demo."""
     from dps import clock
     from dps.demo import database_is_empty, load_demo
 

@@ -340,3 +340,11 @@ def test_an_export_failing_its_checks_uploads_nothing(s3_app, install, s3, bucke
     assert result.exit_code == 1 and BROKEN_MESSAGE in result.stderr
     no_object_and_no_upload(s3, bucket, "records.json")
     assert taken_events(s3_app) == []
+
+
+def test_an_s3_address_carrying_credentials_is_refused_without_repeating_them(app, install):
+    install(rows_export("audit"))
+    result = run(app, "export", "audit", "--out", "s3://AKIAEXAMPLE:s3cr3t-value@bucket/audit.csv")
+    assert result.exit_code == 2 and "must not carry credentials" in result.stderr
+    assert "s3cr3t-value" not in result.output and "AKIAEXAMPLE" not in result.output
+    assert taken_events(app) == []

@@ -108,13 +108,19 @@ def test_nothing_of_a_competition_is_public_before_its_tender_deadline(demo_app)
     ("to=2024-04-1", "to"),
     ("to=yesterday", "to"),
     ("from=2024-05-01&to=2024-04-30", "to"),
+    ("to=9999-12-31", "to"),
+    ("from=0001-01-01", "from"),
 ])
 def test_a_bad_date_is_a_400_saying_which_parameter_and_the_format(demo_app, query, parameter):
     for url in ENDPOINTS:
         body = get_json(demo_app.test_client(), f"{url}?{query}", 400)
         assert body["parameter"] == parameter
         assert f"'{parameter}'" in body["error"]
-        if "2024-05-01" not in query:
+        if "2024-05-01" in query:
+            continue
+        if query.endswith(("9999-12-31", "0001-01-01")):
+            assert "must be a date between 2000-01-01 and 2099-12-31" in body["error"]
+        else:
             assert "YYYY-MM-DD" in body["error"]
 
 
@@ -137,6 +143,20 @@ def test_an_export_that_fails_validation_is_a_500_naming_the_field(demo_app, mon
 
 
 # Filters at the boundaries of UK days (a fresh database: runs after the demo tests) -------------
+
+def test_buyers_reasons_for_cancelling_or_not_awarding_stay_out_of_the_public_data(demo_app):
+    from tests.test_ocds import export
+
+    with demo_app.app_context():
+        reasons = [reason for row in db.session.execute(select(Competition.cancel_reason, Competition.no_award_reason))
+                   for reason in row if reason]
+    assert len(reasons) >= 2, "the demo has a cancelled competition and one closed without an award"
+    team = json.dumps(export(demo_app, "releases"), ensure_ascii=False)
+    assert all(reason in team for reason in reasons), "the team's export keeps them (so the search works)"
+    for url in ENDPOINTS:
+        public = demo_app.test_client().get(url).get_data(as_text=True)
+        assert not any(reason in public or json.dumps(reason)[1:-1] in public for reason in reasons), url
+
 
 def test_periods_are_whole_uk_days_at_both_ends(app, factory):
     from tests.applying import make_dps
@@ -178,3 +198,4 @@ def test_periods_are_whole_uk_days_at_both_ends(app, factory):
     [record] = response.get_json()["records"]
     assert record["ocid"] == f"ocds-ccindps-{reference}"
     assert [r["tag"] for r in record["releases"]] == [["tender"], ["tenderUpdate"]]
+

@@ -263,6 +263,12 @@ def test_no_command_email_or_audit_event_carries_bid_content(app, planted):
         for event in db.session.scalars(select(AuditEvent)):
             dumped = json.dumps(event.data)
             assert not any(needle in dumped for needle in (planted.marker, *PRICE_FORMS)), event.action
+        # Nor the bid document's size or hash, which would let a reader confirm a guess at it.
+        document = db.session.get(Document, planted.document_id)
+        upload = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "document.uploaded",
+                                                            AuditEvent.object_id == str(document.id)))
+        assert upload.data == {"filename": "bid-document.txt", "sealed": True}
+        assert document.sha256 not in json.dumps([e.data for e in db.session.scalars(select(AuditEvent))])
         for message in db.session.scalars(select(OutboxMessage)):
             assert not any(needle in message.subject + message.body for needle in (planted.marker, *PRICE_FORMS))
 
@@ -324,7 +330,7 @@ def _export_names() -> list[str]:
     return [export.name for export in exports.all_exports()]
 
 
-def test_before_the_deadline_no_export_carries_bid_content_and_after_it_ocds_does(app, planted):
+def test_no_export_carries_bid_content_before_the_bids_are_opened_and_after_it_ocds_does(app, planted):
     names = _export_names()
     assert {"ocds", "records", "audit", "contracts", "xlsx"} <= set(names)
     for name in names:
@@ -337,7 +343,17 @@ def test_before_the_deadline_no_export_carries_bid_content_and_after_it_ocds_doe
         assert response.status_code == 200, path
         assert not _leaks(response, planted), path
 
-    # One second after the deadline the bids' prices are published in OCDS (bid details): the
-    # same search finds the price, so it would have found it before.
+    # After the deadline, still nothing until the buyer opens the bids (the DPS team and auditors
+    # read bid content only then, on every page and in every export).
     set_clock(app, "2024-07-05T12:00:01")
+    for name in names:
+        text = _export_text(app, name)
+        assert not any(needle in text for needle in (planted.marker, *PRICE_FORMS)), name
+    # Once opened, OCDS bid details carry the prices: the same search finds the price, so it
+    # would have found it before.
+    with app.app_context():
+        competition = db.session.get(Competition, planted.world.competition)
+        competition.opened_at = clock.now()
+        competition.opened_by_id = planted.world.buyer["id"]
+        db.session.commit()
     assert any(form in _export_text(app, "ocds") for form in PRICE_FORMS)

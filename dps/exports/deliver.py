@@ -126,6 +126,11 @@ class S3Location:
 
 def parse_s3_url(url: str) -> S3Location:
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Never repeat it: the part before "@" may be a key and secret, and the address goes into
+        # messages and the audit log.
+        raise DeliveryError("An S3 address must not carry credentials (s3://key:secret@...): use "
+                            "s3://bucket/path/to/file, with credentials from the environment or an instance role")
     key = unquote(parts.path).lstrip("/")
     if parts.scheme != "s3" or not parts.netloc or not key or key.endswith("/") or parts.query or parts.fragment:
         raise DeliveryError(f"{url!r} is not an S3 object address: use s3://bucket/path/to/file")

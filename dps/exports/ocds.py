@@ -9,7 +9,9 @@ The model:
 - Each published mini-competition is its own contracting process (ocid ``<prefix>-<competition
   reference>``) linked to the DPS by ``relatedProcesses`` (relationship "framework", scheme
   "ocid"): tender at publication, tenderCancellation, a tenderUpdate at the tender deadline with
-  the bid statistics and details (only once the deadline has passed: dps.services.sealed), the
+  the bid statistics and details (only once the deadline has passed: dps.services.sealed; the
+  bids' prices, for the DPS team and auditors, only once the buyer has opened them, the rule
+  sealed.may_read applies to them on every page), the
   award (pending during standstill, active once confirmed), a tenderUpdate when closed without an
   award, the contract (the call-off), one implementation release per invoice recorded (its
   transaction) and a contractTermination when the call-off's term is over.
@@ -31,8 +33,9 @@ Public mode (``public=True``, the /ocds endpoints) holds only what is published 
   record appears, a cancellation before the deadline included (the invited suppliers were told;
   the record of the procurement is public once the tender stage is over);
 - no bid prices of the bidders (commercially confidential; the award's value is public);
-- no free-text reasons for a supplier's change of standing or for an award not to the best-ranked
-  tender (they can name people and say things owed to the supplier, not the public);
+- no free-text reasons for a supplier's change of standing, for an award not to the best-ranked
+  tender, for a cancellation or for closing without an award (they can name people and say
+  things owed to the supplier, not the public);
 - no sole trader's name (it is a person's name): the party says "Sole trader (name withheld)".
 Neither mode writes personal data: no contact points, no people, no addresses of sole traders
 and partnerships (which may be homes). Amounts are numbers of pounds (pence / 100, written in
@@ -349,6 +352,10 @@ class _CompetitionData:
     competition: Competition
     bids: list[Bid]            # submitted bids; empty while sealed
     call_off: CallOff | None
+    # The sealed gate's answers, asked once when the competition was loaded, so that a deadline
+    # passing half-way through an export cannot give a release that says "no bids".
+    unsealed: bool             # the tender deadline has passed: bid statistics and tenderers
+    prices_readable: bool      # and the bids were opened: the DPS team and auditors may read prices
 
 
 def _tender_status(c: Competition, at: datetime) -> str:
@@ -361,10 +368,11 @@ def _tender_status(c: Competition, at: datetime) -> str:
     return "active"
 
 
-def _bids_visible(c: Competition, at: datetime) -> bool:
+def _bids_visible(data: _CompetitionData, at: datetime) -> bool:
     """Bid statistics and details: only once the deadline has passed (now: the sealed gate; and
     in the release, as at its date), and never for a competition cancelled before it."""
-    if sealed.is_sealed(c) or at < c.tender_deadline:
+    c = data.competition
+    if not data.unsealed or at < c.tender_deadline:
         return False
     return c.cancelled_at is None or c.cancelled_at >= c.tender_deadline
 
@@ -403,23 +411,27 @@ def _competition_state(data: _CompetitionData, ocid: str, tag: str, key: str, at
         "techniques": {"hasFrameworkAgreement": False, "hasDynamicPurchasingSystem": True},
         "lots": [{"id": lot_id(c.lot), "title": c.lot.title, "description": c.lot.description, "status": status}],
     }
+    # The buyer's free-text reasons can name people or suppliers: not in public (as for standing).
     if c.cancelled_at is not None and c.cancelled_at <= at:
         tender["amendments"] = [_amendment("cancellation", c.cancelled_at, "The competition was cancelled",
-                                           c.cancel_reason)]
+                                           None if public else c.cancel_reason)]
     if c.closed_without_award_at is not None and c.closed_without_award_at <= at:
         tender["amendments"] = [_amendment("no-award", c.closed_without_award_at,
-                                           "The competition was closed without an award", c.no_award_reason)]
+                                           "The competition was closed without an award",
+                                           None if public else c.no_award_reason)]
     release["tender"] = tender
     release["relatedProcesses"] = _framework(agreement)
 
-    bids_shown = _bids_visible(c, at)
+    bids_shown = _bids_visible(data, at)
     if bids_shown:
         details = []
         for bid in data.bids:
             detail: dict[str, Any] = {"id": f"bid-{bid.id}", "date": iso(bid.submitted_at), "status": "valid",
                                       "tenderers": [parties.add(bid.organisation, "tenderer")],
                                       "relatedLots": [lot_id(c.lot)]}
-            if not public and bid.price_pence is not None:
+            # Prices: never in public; for the DPS team and auditors only once the bids are opened,
+            # the sealed gate's rule for them on every page (dps.services.sealed.may_read).
+            if not public and data.prices_readable and bid.price_pence is not None:
                 detail["value"] = value(bid.price_pence)
             details.append(detail)
         release["bids"] = {
@@ -493,7 +505,7 @@ def _competition_releases(data: _CompetitionData, public: bool) -> Iterator[Date
     events: list[tuple[datetime, int, str, str]] = [(c.published_at, 0, "tender", key)]
     if c.cancelled_at is not None:
         events.append((c.cancelled_at, 1, "tenderCancellation", key))
-    if _bids_visible(c, c.tender_deadline):
+    if _bids_visible(data, c.tender_deadline):
         events.append((c.tender_deadline, 2, "tenderUpdate", f"{c.id}-bids"))
     if c.closed_without_award_at is not None:
         events.append((c.closed_without_award_at, 3, "tenderUpdate", f"{c.id}-unsuccessful"))
@@ -564,10 +576,10 @@ def _competitions(public: bool) -> Iterator[_CompetitionData]:
         if not batch:
             return
         last_id = batch[-1].id
-        unsealed = [c.id for c in batch if not sealed.is_sealed(c)]
+        unsealed = {c.id for c in batch if not sealed.is_sealed(c)}
         bids: dict[int, list[Bid]] = {}
         if unsealed:
-            for bid in db.session.scalars(select(Bid).where(Bid.competition_id.in_(unsealed), Bid.state == "submitted")
+            for bid in db.session.scalars(select(Bid).where(Bid.competition_id.in_(sorted(unsealed)), Bid.state == "submitted")
                                           .options(joinedload(Bid.organisation))
                                           .order_by(Bid.competition_id, Bid.submitted_at, Bid.id)):
                 bids.setdefault(bid.competition_id, []).append(bid)
@@ -575,7 +587,8 @@ def _competitions(public: bool) -> Iterator[_CompetitionData]:
             select(CallOff).where(CallOff.competition_id.in_([c.id for c in batch]))
             .options(joinedload(CallOff.supplier), joinedload(CallOff.buyer)))}
         for c in batch:
-            yield _CompetitionData(c, bids.get(c.id, []), call_offs.get(c.id))
+            yield _CompetitionData(c, bids.get(c.id, []), call_offs.get(c.id), unsealed=c.id in unsealed,
+                                   prices_readable=c.id in unsealed and c.opened_at is not None)
 
 
 def processes(public: bool = False) -> Iterator[Process]:

@@ -280,7 +280,8 @@ def add_document(bid: Bid, user: User, upload: FileStorage | None, *, field: str
     ``documents.store`` writes the filename it is given into the audit log, and a bid
     document's name is sealed content (it can say what the bid offers), while auditors read the
     audit log before the deadline. So storage is given a neutral name with the same extension
-    (checked in the same way) and the real name is recorded on the document row only."""
+    (checked in the same way) and the real name is recorded on the document row only; and it is
+    stored as sealed, so the audit event carries no size or hash either."""
     _require_own_editable(bid, user)
     real_name = documents.clean_filename(upload.filename) if upload is not None and upload.filename else ""
     if not real_name:
@@ -288,7 +289,7 @@ def add_document(bid: Bid, user: User, upload: FileStorage | None, *, field: str
     stem, dot, extension = real_name.rpartition(".")
     neutral = f"bid-document.{extension}" if dot and stem else "bid-document"
     sealed_upload = FileStorage(stream=upload.stream, filename=neutral, content_type=upload.content_type)
-    document = documents.store(user, sealed_upload, field=field)
+    document = documents.store(user, sealed_upload, field=field, sealed=True)
     document.filename = real_name
     db.session.flush()
     attach_document(bid, user, document)

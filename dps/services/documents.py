@@ -163,8 +163,12 @@ def max_upload_bytes() -> int:
     return current_app.config["DPS_MAX_UPLOAD_MB"] * 1024 * 1024
 
 
-def store(uploader: User, file: FileStorage | None, *, field: str = "file") -> Document:
+def store(uploader: User, file: FileStorage | None, *, field: str = "file", sealed: bool = False) -> Document:
     """Check an uploaded file, store its bytes and add its ``Document`` row (flushed, not committed).
+
+    ``sealed``: the file is sealed content (a bid's). Its audit event then says only that a file
+    was uploaded: auditors read the log before the tender deadline, and a size or hash would let
+    them confirm a guess at its content. The row keeps them.
 
     Refusals raise ``ServiceError`` naming ``field``. If storage fails the user is asked to try
     again and nothing is added to the session. A ``DPS_STORAGE_URL`` that names no usable
@@ -222,18 +226,13 @@ def store(uploader: User, file: FileStorage | None, *, field: str = "file") -> D
             _unsaved(db.session()).remove(pending)
         _delete_quietly(backend, document.storage_key)
         raise
-    audit.record(
-        "document.uploaded",
-        "document",
-        document.id,
-        {
-            "filename": document.filename,
-            "size_bytes": document.size_bytes,
-            "sha256": document.sha256,
-            "content_type": document.content_type,
-        },
-        actor=uploader,
-    )
+    details = {"filename": document.filename, "sealed": True} if sealed else {
+        "filename": document.filename,
+        "size_bytes": document.size_bytes,
+        "sha256": document.sha256,
+        "content_type": document.content_type,
+    }
+    audit.record("document.uploaded", "document", document.id, details, actor=uploader)
     return document
 
 

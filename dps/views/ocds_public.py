@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..database import read_only_transaction
 from ..exports import ExportInvalid, Filters, iter_chunks
+from ..exports.deliver import EARLIEST_DAY, LATEST_DAY
 from ..exports.ocds import NothingToExport, write_package
 
 bp = Blueprint("ocds", __name__, url_prefix="/ocds")
@@ -38,10 +39,15 @@ def _day(name: str) -> date | None:
     try:
         if len(raw) != 10:
             raise ValueError
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise BadParameter(f"The '{name}' parameter must be a date in the form YYYY-MM-DD, like 2024-04-01 "
                            f"(it was {raw[:40]!r})") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        # Also keeps "the day after" (Filters.end_utc) a real date: 9999-12-31 has none.
+        raise BadParameter(f"The '{name}' parameter must be a date between {EARLIEST_DAY.isoformat()} and "
+                           f"{LATEST_DAY.isoformat()}")
+    return day
 
 
 def _filters() -> Filters:
