@@ -55,7 +55,6 @@ from dps.models import (
     User,
 )
 from dps.services import ServiceError, bids, clarifications, competitions, documents, evaluation
-from dps.services.agreements import current_agreement
 from dps.views.helpers import attach_error, render_form
 
 from .views import bp
@@ -348,10 +347,9 @@ def _competition_form(user: User) -> CompetitionForm:
         # The buyer creating it is on the panel unless they choose otherwise.
         data = {"panel": [user.id], "price_formula": "lowest_price_ratio", "social_value_title": "Social value"}
     form = CompetitionForm(data=data)
-    agreement = current_agreement()
-    lots = db.session.scalars(select(Lot).where(Lot.agreement_id == agreement.id).order_by(Lot.number)).all() \
-        if agreement is not None else []
-    form.lot.choices = [SelectChoice("", "Choose a lot")] + [SelectChoice(lot.id, lot.label) for lot in lots]
+    # Every open agreement's lots, each named with its agreement: several may be open at once.
+    form.lot.choices = [SelectChoice("", "Choose a lot")] + [
+        SelectChoice(lot.id, f"{lot.agreement.reference}: {lot.label}") for lot in competitions.open_lots()]
     form.allocation.choices = [SelectChoice("", "Choose an allocation")] + [
         SelectChoice(a.id, _allocation_label(a)) for a in competitions.allocations_for(user)]
     form.panel.choices = [SelectChoice(person.id, person.name + (" (you)" if person.id == user.id else ""))

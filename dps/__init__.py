@@ -69,6 +69,9 @@ def create_app(config: dict | None = None) -> Flask:
     from .views import team_suppliers  # noqa: F401
     from .views import team_applications, team_budget  # noqa: F401  (add their pages to the team blueprint)
     from .views import team_audit, team_exports  # noqa: F401  (likewise)
+    from .views import team_members  # noqa: F401  (likewise)
+    from .views import team_questionnaires  # noqa: F401  (likewise)
+    from .views import team_agreements  # noqa: F401  (likewise)
     from .views import ocds_public
 
     app.register_blueprint(public.bp)

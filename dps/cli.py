@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from . import audit, clock, mail
 from .extensions import db
-from .models import Agreement, Organisation, OutboxMessage, User
+from .models import Organisation, OutboxMessage, User
 from .models.users import ROLES
-from .services import ServiceError, accounts
+from .services import ServiceError, accounts, installation
 
 
 def _require_current_schema() -> None:
@@ -52,10 +52,9 @@ def users_create(role: str, email: str, name: str, organisation_name: str | None
         if org is None:
             raise click.ClickException(f"No organisation is called {organisation_name!r}")
     elif role in ("dps_admin", "auditor"):
-        agreement = db.session.scalar(select(Agreement).order_by(Agreement.id))
-        if agreement is None:
-            raise click.ClickException("There is no DPS yet to take the accountable body from: pass --organisation")
-        org = agreement.accountable_body
+        org = installation.accountable_body()
+        if org is None:
+            raise click.ClickException("The service is not set up yet: run `flask --app dps setup` first")
     else:
         raise click.ClickException(f"--organisation is needed for a {role} account")
     if password is None:
@@ -68,6 +67,40 @@ def users_create(role: str, email: str, name: str, organisation_name: str | None
         raise click.ClickException(exc.message) from exc
     db.session.commit()
     click.echo(f"Created {user.role_label} account {user.email} ({org.name}).")
+
+
+@click.command("setup")
+@click.option("--accountable-body", "accountable_body", required=True,
+              help="The organisation that runs the service, e.g. \"Oldham Council\".")
+@click.option("--nation", type=click.Choice(sorted(installation.NATION_CHOICES)), required=True,
+              help="The accountable body's nation (whose bank holidays its agreements count by default).")
+@click.option("--admin-email", required=True, help="Email address of the first DPS team account.")
+@click.option("--admin-name", required=True, help="Full name of the first DPS team member.")
+@click.option("--password", default=None, help="Leave out to be asked for it (not echoed).")
+def setup_command(accountable_body: str, nation: str, admin_email: str, admin_name: str, password: str | None) -> None:
+    """Set the service up on an empty database: the accountable body and the first DPS team account."""
+    _require_current_schema()
+    if installation.installation() is not None:
+        raise click.ClickException(f"The service is already set up for {installation.accountable_body().name}. "
+                                   "Sign in as the DPS team to manage it; `users create` adds more accounts.")
+    if password is None:
+        password = click.prompt("Password for the DPS team account", hide_input=True, confirmation_prompt=True)
+    try:
+        user = installation.set_up(accountable_body_name=accountable_body, nation=installation.NATION_CHOICES[nation],
+                                   admin_email=admin_email, admin_name=admin_name, password=password)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    db.session.commit()
+    base = current_app.config["DPS_BASE_URL"].rstrip("/")
+    click.echo(f"Set up {user.organisation.name} as the accountable body, with the DPS team account {user.email}.")
+    click.echo("Next:")
+    click.echo(f"  1. Sign in at {base}/sign-in as {user.email}.")
+    click.echo(f"  2. Add the network's member organisations: {base}/team/members (one at a time, or import a CSV).")
+    click.echo(f"  3. Create the agreement, its lots and its selection questionnaire, then publish it: {base}/team/agreements")
+    click.echo("  4. Create more DPS team and auditor accounts: flask --app dps users create --role dps_admin|auditor ...")
+    click.echo("  5. Schedule `flask --app dps outbox send` every minute and "
+               "`flask --app dps applications notify-overdue` daily.")
 
 
 @users_cli.command("list")
@@ -422,3 +455,4 @@ def register(app: Flask) -> None:
     for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli, applications_cli):
         app.cli.add_command(group)
     app.cli.add_command(export_command)
+    app.cli.add_command(setup_command)

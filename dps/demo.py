@@ -45,12 +45,17 @@ from .models import (
     Document,
     Lot,
     Organisation,
+    Installation,
     RenewalRequest,
+    SimulatedClock,
     User,
 )
+from .models.agreements import PCR_2015_DPS
+from .services import agreements as agreements_service
 from .services import applications as applications_service
+from .services import questionnaires as questionnaires_service
 from .storage import StorageError, get_storage
-from .models.organisations import LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
+from .models.organisations import CONTRACTING_AUTHORITY_KINDS, LEGAL_FORMS, MEMBERSHIP_TIERS, NATIONS, SIZES
 from .services import ServiceError
 from .services.accounts import create_user, password_problem
 
@@ -83,9 +88,10 @@ AGREEMENT = {
     ),
     "starts_on": date(2020, 4, 1),
     "ends_on": date(2025, 3, 31),
-    "legal_regime": "Public Contracts Regulations 2015, regulation 34",
+    "regime": PCR_2015_DPS,
     "nation": "England",
 }
+QUESTIONNAIRE_VERSION = "ccin-sq-2020-04"
 
 # These lot titles and criteria are illustrative: the network's public notices name only "Lot 1"
 # (the "Co-operative Difference in Care" research call-off), so the split into three lots follows
@@ -96,6 +102,10 @@ LOTS: tuple[dict[str, object], ...] = (
         "public_liability_min_pence": 100_000_000,
         "professional_indemnity_min_pence": 100_000_000,
         "case_studies_required": 2,
+        # Research and development, social research, research consultancy.
+        "cpv_codes": ["73000000-2", "79315000-5", "73210000-7"],
+        "scope": ("In scope: research, evaluation and policy options commissioned by a member or the network. "
+                  "Not in scope: delivering the services a policy proposes (Lot 2) or training (Lot 3)."),
         "title": "Research, evaluation and policy development",
         "description": (
             "Research, evidence reviews, evaluation of funded projects and the development of "
@@ -118,6 +128,10 @@ LOTS: tuple[dict[str, object], ...] = (
         "public_liability_min_pence": 200_000_000,
         "professional_indemnity_min_pence": 100_000_000,
         "case_studies_required": 2,
+        # Design consultancy, general management consultancy, project management.
+        "cpv_codes": ["79415200-8", "79411000-8", "79421000-1"],
+        "scope": ("In scope: designing, testing and piloting services with the people who use them. "
+                  "Not in scope: running a service once the pilot has ended."),
         "title": "Prototyping, service design and implementation",
         "description": (
             "Designing, testing and putting into practice new co-operative services with the "
@@ -139,6 +153,10 @@ LOTS: tuple[dict[str, object], ...] = (
         "public_liability_min_pence": 200_000_000,
         "professional_indemnity_min_pence": 50_000_000,
         "case_studies_required": 2,
+        # Training, personal development training, services of social membership organisations.
+        "cpv_codes": ["80500000-9", "80570000-0", "98133000-4"],
+        "scope": ("In scope: training, coaching, facilitation and community development. "
+                  "Not in scope: accredited qualifications that lead to a regulated award."),
         "title": "Capacity building, training and community development",
         "description": (
             "Training, coaching, facilitation and community development that leave councils, "
@@ -479,6 +497,7 @@ def _load_members(now: datetime) -> dict[str, Organisation]:
         members[row["name"]] = _add_organisation(Organisation(
             name=row["name"], kind=kind, membership=row["membership"], nation=nation,
             identifier_scheme=scheme, identifier_id=None, created_at=now,
+            contracting_authority=kind in CONTRACTING_AUTHORITY_KINDS,
         ))
     return members
 
@@ -500,27 +519,16 @@ def _load_suppliers(now: datetime) -> dict[str, Organisation]:
 
 
 def _load_agreement(accountable_body: Organisation) -> Agreement:
-    agreement = Agreement(accountable_body=accountable_body, **AGREEMENT)
-    db.session.add(agreement)
-    db.session.flush()
-    _record("agreement.created", "agreement", agreement.id, {
-        "reference": agreement.reference,
-        "title": agreement.title,
-        "starts_on": agreement.starts_on.isoformat(),
-        "ends_on": agreement.ends_on.isoformat(),
-        "accountable_body_id": accountable_body.id,
-        "legal_regime": agreement.legal_regime,
-        "nation": agreement.nation,
-    }, organisation_id=accountable_body.id)
+    """The DPS as the DPS team sets one up: created, its lots, its questionnaire published, then
+    the agreement published, each through the service (and so audited) at the simulated time."""
+    agreement = agreements_service.create_agreement(None, actor_label=ACTOR, accountable_body_id=accountable_body.id,
+                                                    **AGREEMENT)
     for spec in LOTS:
-        lot = Lot(agreement=agreement, **spec)
-        db.session.add(lot)
-        db.session.flush()
-        _record("lot.created", "lot", lot.id, {
-            "agreement_id": agreement.id,
-            "number": lot.number,
-            "title": lot.title,
-        }, organisation_id=accountable_body.id)
+        agreements_service.create_lot(None, agreement, actor_label=ACTOR, **spec)
+    version = questionnaires_service.upload(None, agreement, questionnaire.shipped_text(QUESTIONNAIRE_VERSION),
+                                            actor_label=ACTOR)
+    questionnaires_service.publish(None, version, actor_label=ACTOR)
+    agreements_service.publish_agreement(None, agreement, actor_label=ACTOR)
     return agreement
 
 
@@ -613,12 +621,20 @@ def load_demo(password: str) -> list[dict[str, str]]:
     if problem:
         raise DemoError(f"Choose another demo password: {problem}")
 
+    if not clock.is_simulated():
+        raise DemoError("The demo runs on a simulated clock: set DPS_CLOCK (make run does)")
     now = clock.now()
-    organisations = _load_members(now)
-    network = _add_organisation(Organisation(name=NETWORK_NAME, kind="network", nation="England", created_at=now))
+    frozen = bool(db.session.get(SimulatedClock, 1) and db.session.get(SimulatedClock, 1).frozen)
+    # The DPS is set up as an accountable body would: before it opens, through the services.
+    clock.set_simulated(_london(AGREEMENT["starts_on"] - timedelta(days=30), 9), frozen=True)
+    organisations = _load_members(clock.now())
+    network = _add_organisation(Organisation(name=NETWORK_NAME, kind="network", nation="England",
+                                             contracting_authority=False, created_at=clock.now()))
     organisations[network.name] = network
-    suppliers = _load_suppliers(now)
+    db.session.add(Installation(id=1, accountable_body_id=organisations[ACCOUNTABLE_BODY].id, set_up_at=clock.now()))
     agreement = _load_agreement(organisations[ACCOUNTABLE_BODY])
+    clock.set_simulated(now, frozen=frozen)
+    suppliers = _load_suppliers(now)
     _load_budget(organisations)
 
     sign_ins = [
@@ -657,7 +673,7 @@ def _working_day_on_or_after(day: date, nation: str) -> date:
 
 
 def _demo_answers(plan: SupplierPlan, lot_ids: list[int], documents: dict[str, int]) -> dict[str, object]:
-    version = questionnaire.load()
+    version = questionnaire.load(QUESTIONNAIRE_VERSION)
     answers: dict[str, object] = {}
     for q in version.questions:
         if q.rule.kind in ("mandatory_exclusion", "discretionary_exclusion"):
@@ -737,7 +753,7 @@ def _load_applications(agreement: Agreement, suppliers: dict[str, Organisation],
         lot_ids = [lots[n].id for n in plan["lots"]]
         documents = _demo_documents(org, user, received - timedelta(days=2))
         application = Application(
-            organisation_id=org.id, agreement_id=agreement.id, questionnaire_version=questionnaire.CURRENT_VERSION,
+            organisation_id=org.id, agreement_id=agreement.id, questionnaire_version=QUESTIONNAIRE_VERSION,
             created_at=received - timedelta(days=3), created_by_id=user.id, updated_at=received,
             submitted_at=received, submitted_by_id=user.id,
             decision_due_on=workingdays.add_working_days(received_on, 10, agreement.nation))

@@ -102,6 +102,14 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table's constraints by copying it (batch mode): with foreign keys
+            # enforced, dropping the old copy of a table other rows refer to fails on a database
+            # holding data. SQLite's own procedure: switch them off outside the transaction, then
+            # check every reference still holds before committing (foreign_key_check below).
+            # (On the driver's own connection: through SQLAlchemy it would begin a transaction first.)
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
         conf_args.setdefault("render_item", render_item)
         context.configure(
             connection=connection,
@@ -111,6 +119,12 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"The migration left broken references: {broken[:5]}")
+        if sqlite:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
 
 
 if context.is_offline_mode():

@@ -21,7 +21,7 @@ from dps import questionnaire
 from dps.auth import one_or_404
 from dps.extensions import db
 from dps.forms import ConfirmForm, LondonDateField
-from dps.models import Application, Document, Lot
+from dps.models import Agreement, Application, Document, Lot
 from dps.services import ServiceError, applications, documents
 from dps.services.agreements import is_open
 from dps.views.helpers import attach_error, render_form
@@ -133,14 +133,20 @@ def start_application():
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
+    agreement_id = request.form.get("agreement", type=int)
+    if agreement_id is None or not (0 < agreement_id < 2**31):
+        abort(400)
+    agreement = db.session.get(Agreement, agreement_id)
+    if agreement is None or agreement.published_at is None:
+        abort(404)
     previous = None
     if request.form.get("previous"):
         previous_id = request.form.get("previous", type=int)
-        if previous_id is None:
+        if previous_id is None or not (0 < previous_id < 2**31):
             abort(400)
         previous = _own_application(previous_id)
     try:
-        application = applications.start(current_user._get_current_object(), previous=previous)
+        application = applications.start(current_user._get_current_object(), agreement, previous=previous)
     except ServiceError as exc:
         db.session.rollback()
         flash(exc.message, "error")
@@ -172,7 +178,10 @@ def application_lots(application_id: int):
     lots = db.session.scalars(select(Lot).where(Lot.agreement_id == item.agreement_id).order_by(Lot.number)).all()
     on_already = applications.active_lot_ids(item.organisation)
     form = LotsForm(data={"lots": [al.lot_id for al in item.lots]} if request.method == "GET" else None)
-    form.lots.choices = [(lot.id, lot.label) for lot in lots if lot.id not in on_already]
+    chosen = {al.lot_id for al in item.lots}
+    # A lot closed to new applications is offered only to a draft that had already chosen it.
+    form.lots.choices = [(lot.id, lot.label) for lot in lots
+                         if lot.id not in on_already and (not lot.is_closed or lot.id in chosen)]
     if form.validate_on_submit():
         try:
             applications.choose_lots(item, current_user._get_current_object(), form.lots.data or [])

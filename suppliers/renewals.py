@@ -69,7 +69,7 @@ def renewal(request_id: int):
         return render_template("suppliers/renewal.html", renewal=item, state=standing.renewal_status(item),
                                parts=standing.declaration(version), answers=item.response.get("answers", {}),
                                sent=request.args.get("sent") == "1")
-    parts = standing.declaration(questionnaire.CURRENT_VERSION)
+    parts = standing.declaration(standing.renewal_version(item))
     form = declaration_form(parts, formdata=request.form if request.method == "POST" else None)
     if form.validate_on_submit():
         answers = {name: field.data for name, field in form._fields.items() if name not in ("csrf_token", "submit")}

@@ -10,7 +10,8 @@ from dps.extensions import db
 from dps.forms import ConfirmForm, SupplierSignUpForm
 from dps.models import Admission, Application, Lot
 from dps.services import ServiceError, accounts, applications, standing
-from dps.services.agreements import current_agreement, is_open
+from dps import clock
+from dps.services import agreements as agreement_rules
 from dps.views.colleagues import colleagues_page
 from dps.views.helpers import attach_error, render_form
 
@@ -43,11 +44,25 @@ def dashboard():
         select(Application).where(Application.organisation_id == org.id).order_by(Application.id.desc())).all()
     admissions = db.session.scalars(
         select(Admission).where(Admission.organisation_id == org.id).join(Admission.lot).order_by(Lot.number)).all()
-    agreement = current_agreement()
-    return render_template("suppliers/dashboard.html", organisation=org, history=history, admissions=admissions,
-                           live=applications.live_application(org), agreement=agreement,
+    live = applications.live_applications(org)
+    now = clock.now()
+    # One part per agreement: those open to applications, and any other the supplier has a
+    # history with (a closed DPS it was on still shows its places and applications).
+    involved = {a.agreement_id for a in history} | {a.lot.agreement_id for a in admissions}
+    parts = []
+    for agreement in agreement_rules.published_agreements():
+        stage = agreement.stage(now)
+        if stage != agreement_rules.OPEN and agreement.id not in involved:
+            continue
+        own_history = [a for a in history if a.agreement_id == agreement.id]
+        parts.append({
+            "agreement": agreement, "stage": stage, "status": agreement_rules.status_text(agreement, now),
+            "admissions": [a for a in admissions if a.lot.agreement_id == agreement.id],
+            "history": own_history, "live": live.get(agreement.id),
+            "previous": next((a for a in own_history if a.decided_at is not None), None)})
+    return render_template("suppliers/dashboard.html", organisation=org, parts=parts,
                            renewals=standing.open_renewals(org), renewal_status=standing.renewal_status,
-                           open_now=bool(agreement) and is_open(agreement), action_form=ConfirmForm())
+                           action_form=ConfirmForm())
 
 
 @bp.route("/colleagues", methods=["GET", "POST"])

@@ -21,28 +21,73 @@ ORGANISATION_DETAILS = {
 }
 
 
+QUESTIONNAIRE = "ccin-sq-2020-04"
+
+
+def accountable_body(app, name: str = "Oldham Council", nation: str = "England") -> int:
+    """The accountable body and the installation row set-up writes (without set-up's first
+    account, so tests make their own DPS team users)."""
+    from dps.models import Installation
+
+    with app.app_context():
+        installation = db.session.get(Installation, 1)
+        if installation is not None:
+            return installation.accountable_body_id
+        body = Organisation(name=name, kind="council", membership="full", nation=nation, contracting_authority=True,
+                            created_at=clock.now())
+        db.session.add(body)
+        db.session.flush()
+        db.session.add(Installation(id=1, accountable_body_id=body.id, set_up_at=clock.now()))
+        db.session.commit()
+        return body.id
+
+
+def make_agreement(app, *, reference: str = "CCIN-DPS-2020", title: str = "CCIN Dynamic Purchasing System",
+                   nation: str = "England", starts_on: date = date(2020, 4, 1), ends_on: date = date(2025, 3, 31),
+                   lots: tuple[tuple[int, str, int, int, int], ...] = (), questionnaire_version: str | None = QUESTIONNAIRE,
+                   publish: bool = True, description: str = "A DPS.") -> dict:
+    """An agreement made through the DPS team's services: its lots (number, title, public
+    liability, professional indemnity, case studies), a published questionnaire, published."""
+    from dps.models.agreements import PCR_2015_DPS
+    from dps.services import agreements, questionnaires
+
+    body_id = accountable_body(app)
+    with app.app_context():
+        agreement = agreements.create_agreement(
+            None, actor_label="test", reference=reference, title=title, description=description, regime=PCR_2015_DPS,
+            starts_on=starts_on, ends_on=ends_on, nation=nation, accountable_body_id=body_id)
+        ids = {"agreement": agreement.id, "body": body_id}
+        for number, lot_title, public_liability, indemnity, case_studies in lots:
+            lot = agreements.create_lot(
+                None, agreement, actor_label="test", number=number, title=lot_title, description=f"What lot {number} covers.",
+                scope="", cpv_codes=["73000000-2"],
+                selection_criteria=f"Criteria for lot {number}.\n\nA second paragraph for lot {number}.",
+                public_liability_min_pence=public_liability, professional_indemnity_min_pence=indemnity,
+                case_studies_required=case_studies)
+            ids[f"lot{number}"] = lot.id
+        if questionnaire_version:
+            text = questionnaire.shipped_text(QUESTIONNAIRE)
+            if questionnaire_version != QUESTIONNAIRE:
+                text = text.replace(f"version: {QUESTIONNAIRE}", f"version: {questionnaire_version}", 1)
+            version = questionnaires.upload(None, agreement, text, actor_label="test")
+            questionnaires.publish(None, version, actor_label="test")
+        if publish:
+            # Published whatever the clock says: a test may stand after the agreement's end.
+            agreement.published_at = clock.now()
+        db.session.commit()
+        return ids
+
+
 def make_dps(app, nation: str = "England", starts_on: date = date(2020, 4, 1), ends_on: date = date(2025, 3, 31)) -> dict:
     """The DPS and two lots: Lot 1 asks for £1m public liability, Lot 2 for £2m."""
-    with app.app_context():
-        body = Organisation(name="Oldham Council", kind="council", membership="full", nation="England",
-                            created_at=clock.now())
-        agreement = Agreement(reference="CCIN-DPS-2020", title="CCIN Dynamic Purchasing System", description="A DPS.",
-                              starts_on=starts_on, ends_on=ends_on, accountable_body=body,
-                              legal_regime="Public Contracts Regulations 2015, regulation 34", nation=nation)
-        lot1 = Lot(agreement=agreement, number=1, title="Research and policy", description="Research.",
-                   selection_criteria="£1m public liability.", public_liability_min_pence=1_000_000_00,
-                   professional_indemnity_min_pence=1_000_000_00, case_studies_required=2)
-        lot2 = Lot(agreement=agreement, number=2, title="Prototyping", description="Prototypes.",
-                   selection_criteria="£2m public liability.", public_liability_min_pence=2_000_000_00,
-                   professional_indemnity_min_pence=1_000_000_00, case_studies_required=2)
-        db.session.add_all([body, agreement, lot1, lot2])
-        db.session.commit()
-        return {"agreement": agreement.id, "lot1": lot1.id, "lot2": lot2.id, "body": body.id}
+    return make_agreement(app, nation=nation, starts_on=starts_on, ends_on=ends_on, lots=(
+        (1, "Research and policy", 1_000_000_00, 1_000_000_00, 2),
+        (2, "Prototyping", 2_000_000_00, 1_000_000_00, 2)))
 
 
 def good_section_data(section_id: str, lot_ids: list[int], public_liability: str = "2000000") -> dict:
     """What a supplier that meets every criterion types into a section's form."""
-    version = questionnaire.load()
+    version = questionnaire.parse(questionnaire.shipped_text(QUESTIONNAIRE))
     data: dict = {}
     for q in version.section(section_id).questions:
         if q.rule.kind in ("mandatory_exclusion", "discretionary_exclusion"):
@@ -74,9 +119,9 @@ def complete_draft(app, user_id: int, lot_ids: list[int], public_liability_pence
         org.legal_form, org.registration_number, org.size, org.is_vcse = "company", "09876543", "small", False
         org.address_line_1, org.town, org.postcode = "1 Union Street", "Oldham", "OL1 1UT"
         org.contact_name, org.contact_email = user.name, user.email
-        application = applications.start(user)
+        application = applications.start(user, db.session.get(Agreement, db.session.get(Lot, lot_ids[0]).agreement_id))
         applications.choose_lots(application, user, lot_ids)
-        version = questionnaire.load()
+        version = questionnaire.load(application.questionnaire_version)
         values = {}
         for q in version.questions:
             if q.rule.kind in ("mandatory_exclusion", "discretionary_exclusion"):

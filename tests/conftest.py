@@ -210,8 +210,11 @@ class Factory:
         from dps.models import Organisation
 
         with self.app.app_context():
+            from dps.models.organisations import CONTRACTING_AUTHORITY_KINDS
+
             org = Organisation(name=name or f"Test {kind} {self._next()}", kind=kind, membership=membership,
-                               nation=nation, created_at=clock.now())
+                               nation=nation, created_at=clock.now(),
+                               contracting_authority=None if kind == "supplier" else kind in CONTRACTING_AUTHORITY_KINDS)
             db.session.add(org)
             db.session.commit()
             return org.id

@@ -61,7 +61,7 @@ def test_the_whole_journey_apply_decide_reapply(app, dps, team):
     assert "Add your organisation’s details" in text(supplier.get("/supplier/"))
     assert supplier.submit("/supplier/organisation", ORGANISATION_DETAILS).status_code == 302
 
-    started = supplier.submit("/supplier/applications/new", page="/supplier/")
+    started = supplier.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/")
     app_id = application_id_from(started)
     # £1.5m public liability meets Lot 1's £1m but not Lot 2's £2m.
     fill_in_application(supplier, app_id, [dps["lot1"], dps["lot2"]], public_liability="1,500,000")
@@ -111,10 +111,10 @@ def test_the_whole_journey_apply_decide_reapply(app, dps, team):
     decided = text(supplier.get(f"/supplier/applications/{app_id}"))
     assert "Admitted" in decided and "Not admitted" in decided and reasons.replace("'", "&#39;") in decided
     assert "Lot 1: Research and policy" in text(supplier.get("/supplier/"))
-    assert "Brightwater Research Ltd" in text(app.test_client().get("/dps/suppliers"))
+    assert "Brightwater Research Ltd" in text(app.test_client().get("/agreements/CCIN-DPS-2020/suppliers"))
 
     # ...and applies again: a new application for Lot 2, with the last answers copied in.
-    again = supplier.submit("/supplier/applications/new", {"previous": app_id}, page=f"/supplier/applications/{app_id}")
+    again = supplier.submit("/supplier/applications/new", {"previous": app_id, "agreement": dps["agreement"]}, page=f"/supplier/applications/{app_id}")
     new_id = application_id_from(again)
     assert new_id != app_id
     with app.app_context():
@@ -130,7 +130,7 @@ def test_the_whole_journey_apply_decide_reapply(app, dps, team):
 
 def test_half_finished_sections_are_saved_and_bad_input_keeps_what_was_saved(app, dps, signed_in):
     browser, user = signed_in("supplier")
-    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    app_id = application_id_from(browser.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/"))
     base = f"/supplier/applications/{app_id}/sections/insurance"
     # Half an answer is fine: it is saved, and the task list says "In progress".
     assert browser.submit(base, {"employers_liability": "5,000,000"}).status_code == 302
@@ -151,7 +151,7 @@ def test_half_finished_sections_are_saved_and_bad_input_keeps_what_was_saved(app
 
 def test_a_wrong_file_behind_a_permitted_extension_is_refused_by_the_field(app, dps, signed_in):
     browser, _ = signed_in("supplier")
-    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    app_id = application_id_from(browser.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/"))
     base = f"/supplier/applications/{app_id}/sections/economic_financial"
     response = browser.submit(base, {"annual_turnover": "1000", "accounts": upload("accounts.pdf", b"MZ\x90\x00fake exe")},
                               content_type="multipart/form-data")
@@ -173,7 +173,7 @@ def test_an_upload_too_large_is_refused_with_the_limit(database_url, factory, dp
     user = factory.user("supplier")
     browser = small.test_client()
     sign_in(browser, user["email"])
-    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    app_id = application_id_from(browser.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/"))
     big = PDF + b"0" * (1024 * 1024 + 1 - len(PDF))
     response = browser.submit(f"/supplier/applications/{app_id}/sections/economic_financial",
                               {"accounts": upload("big.pdf", big)}, content_type="multipart/form-data")
@@ -187,7 +187,7 @@ def test_storage_unreachable_asks_to_try_again_and_saves_nothing(database_url, f
     user = factory.user("supplier")
     browser = broken.test_client()
     sign_in(browser, user["email"])
-    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    app_id = application_id_from(browser.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/"))
     response = browser.submit(f"/supplier/applications/{app_id}/sections/economic_financial",
                               {"annual_turnover": "1000", "accounts": upload()}, content_type="multipart/form-data")
     assert response.status_code == 400
@@ -216,7 +216,9 @@ def test_applications_are_accepted_only_within_the_dps_period(app, dps, signed_i
             assert application.status == "submitted"
         else:
             assert response.status_code == 400
-            assert "The DPS accepts applications from 1 April 2020 to 31 March 2025" in text(response)
+            expected = ("It closed to applications on 31 March 2025" if moment.startswith("2025")
+                        else "It accepts applications from 1 April 2020 to 31 March 2025")
+            assert expected in text(response)
             assert "Your application has been kept" in text(response)
             # Kept: still a draft, answers intact, ready for when (if ever) it can be sent.
             assert application.status == "draft" and application.answer_map()["public_liability"] == 2_000_000_00
@@ -226,8 +228,8 @@ def test_the_apply_button_is_not_offered_after_the_dps_closes(app, dps, signed_i
     browser, _ = signed_in("supplier")
     set_clock(app, "2025-04-01T00:00")
     page = text(browser.get("/supplier/"))
-    assert "Apply to join the DPS" not in page
-    assert "The DPS accepts applications from 1 April 2020 to 31 March 2025" in page
+    assert "Apply to join" not in page and 'name="agreement"' not in page
+    assert "No agreement is open to applications at the moment" in page
 
 
 # Working days ---------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ def test_a_mandatory_exclusion_fails_unless_self_cleaning_is_given(app, dps, tea
 def test_employers_liability_below_five_million_fails(app, dps):
     from dps import questionnaire as q
 
-    version = q.load()
+    version = q.parse(q.shipped_text("ccin-sq-2020-04"))
     with app.app_context():
         from dps.models import Lot
 
@@ -396,7 +398,7 @@ def test_a_submitted_application_cannot_be_changed(app, dps, signed_in):
 
 def test_the_team_sees_evidence_only_once_the_application_is_submitted(app, dps, team, signed_in, factory):
     browser, user = signed_in("supplier")
-    app_id = application_id_from(browser.submit("/supplier/applications/new", page="/supplier/"))
+    app_id = application_id_from(browser.submit("/supplier/applications/new", {"agreement": dps["agreement"]}, page="/supplier/"))
     browser.submit(f"/supplier/applications/{app_id}/sections/economic_financial",
                    {"annual_turnover": "1000", "accounts": upload("draft-accounts.pdf")}, content_type="multipart/form-data")
     with app.app_context():

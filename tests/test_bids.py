@@ -83,7 +83,7 @@ def admitted_supplier(app, factory, agreement_id: int, lot_id: int, name: str) -
     with app.app_context():
         now = clock.now()
         application = Application(organisation_id=org_id, agreement_id=agreement_id,
-                                  questionnaire_version=questionnaire.CURRENT_VERSION, created_at=now,
+                                  questionnaire_version="ccin-sq-2020-04", created_at=now,
                                   created_by_id=user["id"], updated_at=now, submitted_at=now,
                                   submitted_by_id=user["id"], decided_at=now)
         decision = ApplicationLot(application=application, lot_id=lot_id, decision="admitted", decided_at=now)

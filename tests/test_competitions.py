@@ -166,7 +166,7 @@ def statements(app):
 
 @pytest.mark.parametrize("change, reason", [
     ({"membership": "affiliate"}, "is an Affiliate Member: only Full and Associate Members may buy from the DPS"),
-    ({"kind": "opposition_group"}, "is not a contracting authority, so it cannot award contracts under the DPS"),
+    ({"kind": "opposition_group", "contracting_authority": False}, "is not a contracting authority, so it cannot award contracts under the DPS"),
 ])
 def test_affiliates_and_opposition_groups_are_told_why_they_cannot_buy(app, factory, signed_in, dps, change, reason):
     org_id = factory.organisation(name="Labour Group of Anytown")

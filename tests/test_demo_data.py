@@ -12,6 +12,7 @@ from dps.extensions import db
 from dps.models import (
     Admission,
     Agreement,
+    QuestionnaireVersion,
     Allocation,
     Application,
     ApplicationLot,
@@ -161,7 +162,10 @@ def test_every_object_loaded_has_its_audit_event(sign_ins):
     assert created == {
         "organisation.created": count(Organisation),
         "agreement.created": count(Agreement),
+        "agreement.published": count(Agreement),
         "lot.created": count(Lot),
+        "questionnaire.uploaded": count(QuestionnaireVersion),
+        "questionnaire.published": count(QuestionnaireVersion),
         "budget_year.created": count(BudgetYear),
         "budget_line.created": count(BudgetLine),
         "allocation.created": count(Allocation),
@@ -187,7 +191,7 @@ def test_the_demo_shows_suppliers_in_every_state(sign_ins):
     assert rejected and all(r.reasons for r in rejected)
     assert db.session.scalar(select(func.count()).select_from(RenewalRequest).where(RenewalRequest.responded_at.is_(None))) >= 1
     # Every application is complete against the questionnaire it records, and its evidence is stored.
-    version = questionnaire.load()
+    version = questionnaire.load("ccin-sq-2020-04")
     storage = get_storage()
     for application in db.session.scalars(select(Application)):
         lot_ids = [al.lot_id for al in application.lots]

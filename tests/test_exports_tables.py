@@ -68,7 +68,8 @@ class Records:
             if org is None:
                 kind = fields.pop("kind", "council")
                 org = Organisation(name=name, kind=kind, membership="full" if kind == "council" else None,
-                                   nation="England", created_at=clock.now(), **fields)
+                                   nation="England", created_at=clock.now(),
+                                   contracting_authority=None if kind == "supplier" else kind == "council", **fields)
                 db.session.add(org)
                 db.session.commit()
             return org.id

@@ -7,9 +7,11 @@ from dps import clock
 from dps.extensions import db
 from dps.models import Admission, Agreement, Application, ApplicationLot, Lot, Organisation
 from dps.services import agreements
+from tests.applying import make_agreement
 from tests.conftest import count_queries, set_clock
 
 UTC = timezone.utc
+PUBLISHED = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
 SIGN_UP = 'href="/supplier/sign-up"'
 LOTS = (
     (1, "Research, evaluation and policy development", 1_000_000_00, 1_000_000_00, 2),
@@ -20,23 +22,9 @@ LOTS = (
 
 def _dps(app) -> int:
     """The CCIN DPS as it was set up: 1 April 2020 to 31 March 2025, three lots."""
-    with app.app_context():
-        oldham = Organisation(name="Oldham Council", kind="council", membership="full", nation="England",
-                              created_at=clock.now())
-        agreement = Agreement(
-            reference="CCIN-DPS-2020", title="CCIN Dynamic Purchasing System 2020 to 2025",
-            description="An open list of pre-qualified suppliers for co-operative policy work.",
-            starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31), accountable_body=oldham,
-            legal_regime="Public Contracts Regulations 2015, regulation 34", nation="England")
-        db.session.add(agreement)
-        for number, title, public_liability, indemnity, case_studies in LOTS:
-            db.session.add(Lot(
-                agreement=agreement, number=number, title=title, description=f"What lot {number} covers.",
-                selection_criteria=f"Criteria for lot {number}.\n\nA second paragraph for lot {number}.",
-                public_liability_min_pence=public_liability, professional_indemnity_min_pence=indemnity,
-                case_studies_required=case_studies))
-        db.session.commit()
-        return agreement.id
+    return make_agreement(app, title="CCIN Dynamic Purchasing System 2020 to 2025",
+                          description="An open list of pre-qualified suppliers for co-operative policy work.",
+                          lots=LOTS)["agreement"]
 
 
 def _supplier(app, factory, name: str, lots: tuple[int, ...] = (1,), *, legal_form: str = "company",
@@ -50,7 +38,7 @@ def _supplier(app, factory, name: str, lots: tuple[int, ...] = (1,), *, legal_fo
         org.legal_form, org.size, org.is_vcse = legal_form, size, is_vcse
         agreement = db.session.scalar(db.select(Agreement))
         application = Application(
-            organisation_id=org_id, agreement_id=agreement.id, questionnaire_version="test",
+            organisation_id=org_id, agreement_id=agreement.id, questionnaire_version="ccin-sq-2020-04",
             created_at=now, created_by_id=user["id"], updated_at=now, submitted_at=now,
             submitted_by_id=user["id"], decided_at=now)
         db.session.add(application)
@@ -75,7 +63,7 @@ def _text(response) -> str:
 
 
 def test_window_runs_from_london_midnight_to_london_midnight_after_the_last_day():
-    agreement = Agreement(starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31))
+    agreement = Agreement(starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31), published_at=PUBLISHED)
     start, end = agreements.window(agreement)
     # Both ends fall in BST: the clocks went forward on 29 March 2020 and on 30 March 2025, so
     # each London midnight is 23:00 UTC the day before. A UTC-midnight rule would be an hour out.
@@ -85,7 +73,7 @@ def test_window_runs_from_london_midnight_to_london_midnight_after_the_last_day(
 
 
 def test_a_period_ending_in_summer_closes_at_london_midnight():
-    agreement = Agreement(starts_on=date(2023, 1, 1), ends_on=date(2024, 6, 30))
+    agreement = Agreement(starts_on=date(2023, 1, 1), ends_on=date(2024, 6, 30), published_at=PUBLISHED)
     start, end = agreements.window(agreement)
     assert start == datetime(2023, 1, 1, 0, 0, tzinfo=UTC)  # GMT
     assert end == datetime(2024, 6, 30, 23, 0, tzinfo=UTC)  # BST
@@ -95,7 +83,7 @@ def test_a_period_ending_in_summer_closes_at_london_midnight():
 
 
 def test_is_open_and_status_text_at_each_edge_of_the_period():
-    agreement = Agreement(starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31))
+    agreement = Agreement(starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31), published_at=PUBLISHED)
     last_second = clock.parse_london("2025-03-31T23:59:59")
     first_closed = clock.parse_london("2025-04-01T00:00")
     assert agreements.is_open(agreement, last_second)
@@ -111,27 +99,23 @@ def test_is_open_and_status_text_at_each_edge_of_the_period():
 
 
 def test_is_open_reads_the_dps_clock(app):
-    _dps(app)
+    agreement_id = _dps(app)
     set_clock(app, "2025-03-31T23:59")
     with app.app_context():
-        assert agreements.is_open(agreements.current_agreement())
+        assert agreements.is_open(db.session.get(Agreement, agreement_id))
     set_clock(app, "2025-04-01T00:00")
     with app.app_context():
-        assert not agreements.is_open(agreements.current_agreement())
+        assert not agreements.is_open(db.session.get(Agreement, agreement_id))
 
 
-def test_the_current_agreement_is_the_first(app):
-    with app.app_context():
-        assert agreements.current_agreement() is None
-    first = _dps(app)
-    with app.app_context():
-        body_id = db.session.get(Agreement, first).accountable_body_id
-        later = Agreement(reference="CCIN-DPS-2025", title="A successor", starts_on=date(2025, 4, 1),
-                          ends_on=date(2029, 3, 31), accountable_body_id=body_id,
-                          legal_regime="Procurement Act 2023", nation="England")
-        db.session.add(later)
-        db.session.commit()
-        assert agreements.current_agreement().id == first
+def test_a_draft_is_never_open_and_the_stages_follow_publication_and_the_period():
+    agreement = Agreement(starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31))
+    inside = clock.parse_london("2022-06-01T12:00")
+    assert agreement.stage(inside) == "draft" and not agreements.is_open(agreement, inside)
+    agreement.published_at = PUBLISHED
+    assert agreement.stage(clock.parse_london("2020-03-31T23:59:59")) == "upcoming"
+    assert agreement.stage(inside) == "open"
+    assert agreement.stage(clock.parse_london("2025-04-01T00:00")) == "closed"
 
 
 # The pages, as an anonymous visitor ------------------------------------------------------------
@@ -139,7 +123,7 @@ def test_the_current_agreement_is_the_first(app):
 
 def test_the_pages_are_public(app, client):
     _dps(app)
-    about = client.get("/dps")
+    about = client.get("/agreements/CCIN-DPS-2020")
     assert about.status_code == 200
     page = _text(about)
     assert "CCIN Dynamic Purchasing System 2020 to 2025" in page
@@ -149,18 +133,18 @@ def test_the_pages_are_public(app, client):
     assert "no charge to suppliers" in page.lower()
     assert "Open to new suppliers until 31 March 2025" in page
     for number, title, *_ in LOTS:
-        assert f'href="/dps/lots/{number}"' in page
+        assert f'href="/agreements/CCIN-DPS-2020/lots/{number}"' in page
         assert f"Lot {number}: {title}" in page
-    assert 'href="/dps/suppliers"' in page
+    assert 'href="/agreements/CCIN-DPS-2020/suppliers"' in page
     assert SIGN_UP in page
 
-    for url in ("/dps/lots/1", "/dps/suppliers"):
+    for url in ("/agreements/CCIN-DPS-2020/lots/1", "/agreements/CCIN-DPS-2020/suppliers"):
         assert client.get(url).status_code == 200, url
 
 
 def test_a_lot_shows_its_selection_criteria(app, client):
     _dps(app)
-    page = _text(client.get("/dps/lots/2"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020/lots/2"))
     assert "Prototyping, service design and implementation" in page
     assert "What lot 2 covers." in page
     assert "Criteria for lot 2." in page and "A second paragraph for lot 2." in page
@@ -170,23 +154,23 @@ def test_a_lot_shows_its_selection_criteria(app, client):
     assert "1 case study required" in page
     assert SIGN_UP in page
 
-    page = _text(client.get("/dps/lots/1"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020/lots/1"))
     assert "2 case studies required" in page
 
-    page = _text(client.get("/dps/lots/3"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020/lots/3"))
     assert "No minimum for this lot" in page
     assert "None required" in page
 
 
 def test_an_unknown_lot_is_not_found(app, client):
     _dps(app)
-    assert client.get("/dps/lots/4").status_code == 404
-    assert client.get("/dps/lots/0").status_code == 404
-    assert client.get("/dps/lots/one").status_code == 404
+    assert client.get("/agreements/CCIN-DPS-2020/lots/4").status_code == 404
+    assert client.get("/agreements/CCIN-DPS-2020/lots/0").status_code == 404
+    assert client.get("/agreements/CCIN-DPS-2020/lots/one").status_code == 404
 
 
 def test_without_an_agreement_the_dps_pages_are_not_found(client):
-    for url in ("/dps", "/dps/lots/1", "/dps/suppliers"):
+    for url in ("/agreements/CCIN-DPS-2020", "/agreements/CCIN-DPS-2020/lots/1", "/agreements/CCIN-DPS-2020/suppliers"):
         assert client.get(url).status_code == 404, url
     assert client.get("/").status_code == 200
 
@@ -197,43 +181,44 @@ def test_without_an_agreement_the_dps_pages_are_not_found(client):
 def test_open_on_the_last_minute_of_31_march_2025(app, client):
     _dps(app)
     set_clock(app, "2025-03-31T23:59")
-    for url in ("/dps", "/dps/lots/1"):
+    for url in ("/agreements/CCIN-DPS-2020", "/agreements/CCIN-DPS-2020/lots/1"):
         page = _text(client.get(url))
         assert "closed on" not in page.lower(), url
         assert SIGN_UP in page, url
-    assert "Open to new suppliers until 31 March 2025" in _text(client.get("/dps"))
-    assert "closed on" not in _text(client.get("/dps/suppliers")).lower()
+    assert "Open to new suppliers until 31 March 2025" in _text(client.get("/agreements/CCIN-DPS-2020"))
+    assert "closed on" not in _text(client.get("/agreements/CCIN-DPS-2020/suppliers")).lower()
 
 
 def test_closed_from_midnight_on_1_april_2025(app, client, factory):
     _dps(app)
     _supplier(app, factory, "Co-operative Futures", legal_form="co_operative")
     set_clock(app, "2025-04-01T00:00")
-    for url in ("/dps", "/dps/lots/1", "/dps/suppliers"):
+    for url in ("/agreements/CCIN-DPS-2020", "/agreements/CCIN-DPS-2020/lots/1", "/agreements/CCIN-DPS-2020/suppliers"):
         response = client.get(url)
         assert response.status_code == 200, url
         page = _text(response)
-        assert "The DPS closed on 31 March 2025" in page, url
+        assert "CCIN Dynamic Purchasing System 2020 to 2025 closed on 31 March 2025" in page, url
         assert "govuk-notification-banner" in page, url
         assert SIGN_UP not in page, url
-    assert "Closed on 31 March 2025" in _text(client.get("/dps"))
+    assert "Closed on 31 March 2025" in _text(client.get("/agreements/CCIN-DPS-2020"))
     # Who was admitted is still a matter of public record after the period.
-    assert "Co-operative Futures" in _text(client.get("/dps/suppliers"))
+    assert "Co-operative Futures" in _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     # The home page reads the same rule.
-    assert "closed on 31 March 2025" in _text(client.get("/"))
+    home = _text(client.get("/"))
+    assert "Closed on 31 March 2025" in home and SIGN_UP not in home
 
 
 def test_before_the_period_the_pages_say_when_it_opens(app, client):
     _dps(app)
     set_clock(app, "2020-03-31T23:59")
-    page = _text(client.get("/dps"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020"))
     assert "opens on 1 April 2020" in page
     assert "Opens on 1 April 2020" in page
     assert SIGN_UP not in page
-    assert "opens on 1 April 2020" in _text(client.get("/dps/lots/1"))
+    assert "opens on 1 April 2020" in _text(client.get("/agreements/CCIN-DPS-2020/lots/1"))
 
     set_clock(app, "2020-04-01T00:00")
-    page = _text(client.get("/dps"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020"))
     assert "Open to new suppliers until 31 March 2025" in page
     assert SIGN_UP in page
 
@@ -249,7 +234,7 @@ def test_who_is_on_lists_admitted_suppliers_with_their_details(app, client, fact
     _supplier(app, factory, "Suspended Partners", (1,), legal_form="partnership", status="suspended")
     _supplier(app, factory, "Removed Trader", (2,), legal_form="sole_trader", status="removed")
 
-    response = client.get("/dps/suppliers")
+    response = client.get("/agreements/CCIN-DPS-2020/suppliers")
     assert response.status_code == 200
     page = _text(response)
     assert "Who is on the DPS" in page
@@ -279,7 +264,7 @@ def test_who_is_on_lists_admitted_suppliers_with_their_details(app, client, fact
 
 def test_every_lot_says_so_when_it_has_no_suppliers(app, client):
     _dps(app)
-    page = _text(client.get("/dps/suppliers"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     assert page.count("There are no suppliers on this lot.") == len(LOTS)
     assert "0 suppliers are on the DPS" in page
 
@@ -287,7 +272,7 @@ def test_every_lot_says_so_when_it_has_no_suppliers(app, client):
 def test_supplier_names_are_escaped(app, client, factory):
     _dps(app)
     _supplier(app, factory, "<script>alert(1)</script> Ltd")
-    page = _text(client.get("/dps/suppliers"))
+    page = _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltd" in page
 
@@ -310,15 +295,15 @@ def test_who_is_on_takes_the_same_number_of_queries_however_many_suppliers(app, 
     _dps(app)
     for n in range(2):
         _supplier(app, factory, f"Supplier {n:02d}", (1, 2))
-    client.get("/dps/suppliers")  # the first request of an app also checks the schema
+    client.get("/agreements/CCIN-DPS-2020/suppliers")  # the first request of an app also checks the schema
     with count_queries(app) as few:
-        page = _text(client.get("/dps/suppliers"))
+        page = _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     assert "Supplier 01" in page
 
     for n in range(2, 10):
         _supplier(app, factory, f"Supplier {n:02d}", (1, 2, 3))
     with count_queries(app) as many:
-        page = _text(client.get("/dps/suppliers"))
+        page = _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     assert "Supplier 09" in page
     assert "10 suppliers are on the DPS" in page
     assert many() == few()

@@ -22,6 +22,7 @@ from dps.models import (
 )
 from dps.services import ServiceError, standing
 from dps.services import suppliers as supplier_details
+from tests.applying import make_agreement
 from tests.conftest import count_queries, link_in, outbox, set_clock
 
 VERSION = "ccin-sq-2020-04"
@@ -35,20 +36,8 @@ def _text(response) -> str:
 
 def _dps(app) -> dict[str, int]:
     """The DPS (England's bank holidays) with two lots."""
-    with app.app_context():
-        oldham = Organisation(name="Oldham Council", kind="council", membership="full", nation="England",
-                              created_at=clock.now())
-        agreement = Agreement(reference="CCIN-DPS-2020", title="CCIN Dynamic Purchasing System",
-                              description="A DPS.", starts_on=date(2020, 4, 1), ends_on=date(2025, 3, 31),
-                              accountable_body=oldham, nation="England",
-                              legal_regime="Public Contracts Regulations 2015, regulation 34")
-        lot1 = Lot(agreement=agreement, number=1, title="Research and policy", description="Research.",
-                   selection_criteria="Criteria 1.")
-        lot2 = Lot(agreement=agreement, number=2, title="Prototyping", description="Prototypes.",
-                   selection_criteria="Criteria 2.")
-        db.session.add_all([oldham, agreement, lot1, lot2])
-        db.session.commit()
-        return {"agreement": agreement.id, 1: lot1.id, 2: lot2.id}
+    ids = make_agreement(app, lots=((1, "Research and policy", 0, 0, 2), (2, "Prototyping", 0, 0, 2)))
+    return {"agreement": ids["agreement"], 1: ids["lot1"], 2: ids["lot2"]}
 
 
 def _supplier(app, factory, dps: dict[str, int], name: str, lots: dict[int, str] | None = None) -> dict:
@@ -101,7 +90,8 @@ def _requests(app) -> dict[int, RenewalRequest]:
 
 def _declaration(**overrides: str) -> dict[str, str]:
     """A declaration with every exclusion ground answered "no", except ``overrides``."""
-    answers = {q.id: "no" for part in standing.declaration(VERSION) for q in part.grounds}
+    content = questionnaire.parse(questionnaire.shipped_text(VERSION))
+    answers = {q.id: "no" for part in standing.declaration(content) for q in part.grounds}
     answers.update(overrides)
     return answers
 
@@ -137,7 +127,7 @@ def test_suspend_reinstate_and_remove_each_emailed_audited_and_shown_publicly(ap
     team, _ = signed_in("dps_admin")
     page = f"/team/suppliers/{supplier['org']}"
     admission_id = supplier["admissions"][1]
-    assert "Brightwater Research Ltd" in _text(client.get("/dps/suppliers"))
+    assert "Brightwater Research Ltd" in _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
 
     response = team.submit(_standing_url(supplier, 1, "suspend"),
                            {"reason": "Did not renew its self-declaration"}, page=page)
@@ -155,7 +145,7 @@ def test_suspend_reinstate_and_remove_each_emailed_audited_and_shown_publicly(ap
     assert event.data["after"] == {"status": "suspended"}
     assert event.data["reason"] == "Did not renew its self-declaration"
     # Not in good standing, so not listed as on the DPS.
-    assert "Brightwater Research Ltd" not in _text(client.get("/dps/suppliers"))
+    assert "Brightwater Research Ltd" not in _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
     assert "Suspended" in _text(team.get(page))
 
     response = team.submit(_standing_url(supplier, 1, "reinstate"), {"reason": ""}, page=page)
@@ -163,7 +153,7 @@ def test_suspend_reinstate_and_remove_each_emailed_audited_and_shown_publicly(ap
     assert _status(app, admission_id) == "admitted"
     assert "reinstated" in outbox(app)[-1].subject
     assert _events(app, "admission.reinstated")[0].data["after"] == {"status": "admitted"}
-    assert "Brightwater Research Ltd" in _text(client.get("/dps/suppliers"))
+    assert "Brightwater Research Ltd" in _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
 
     response = team.submit(_standing_url(supplier, 1, "remove"), {"reason": "Convicted of fraud"}, page=page)
     assert response.status_code == 302
@@ -171,7 +161,7 @@ def test_suspend_reinstate_and_remove_each_emailed_audited_and_shown_publicly(ap
     removal = outbox(app)[-1]
     assert "removed" in removal.subject and "Convicted of fraud" in removal.body and "apply again" in removal.body
     assert _events(app, "admission.removed")[0].data["before"] == {"status": "admitted"}
-    assert "Brightwater Research Ltd" not in _text(client.get("/dps/suppliers"))
+    assert "Brightwater Research Ltd" not in _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
 
     # Removal is final: the supplier must apply again.
     sent = len(outbox(app))
@@ -394,7 +384,7 @@ def test_answered_on_the_due_day_is_in_time_and_unanswered_the_day_after_is_over
     with app.app_context():
         answered = db.session.get(RenewalRequest, requests[prompt["org"]].id)
         assert standing.renewal_status(answered) == standing.ANSWERED
-        assert answered.response["version"] == questionnaire.CURRENT_VERSION
+        assert answered.response["version"] == VERSION
         assert answered.response["answers"]["fraud"] == "no"
     assert _events(app, "renewal.answered")[0].data["late"] is False
     assert "No renewed self-declarations are overdue" in _text(team.get("/team/suppliers"))

@@ -20,6 +20,7 @@ from dps.models import (
     User,
 )
 from dps.services import ServiceError, suppliers
+from tests.applying import make_agreement
 from tests.conftest import outbox, set_clock
 
 
@@ -209,16 +210,22 @@ def _actions(app, organisation_id: int) -> list[AuditEvent]:
         return events
 
 
+def _has_version(app) -> bool:
+    from dps.models import QuestionnaireVersion
+
+    with app.app_context():
+        return db.session.get(QuestionnaireVersion, 1) is not None
+
+
 def _admit(app, factory, organisation_id: int, user_id: int, status: str = "admitted") -> None:
     """Put the supplier on a lot, as the DPS team's decision would."""
-    body = factory.organisation(name="Oldham Council")
+    ids = make_agreement(app, reference=f"CCIN-DPS-{organisation_id}", title="CCIN DPS", starts_on=date(2024, 1, 1),
+                         ends_on=date(2028, 1, 1), lots=((1, "Digital services", 0, 0, 2),),
+                         questionnaire_version=None if _has_version(app) else "ccin-sq-2020-04")
     with app.app_context():
         now = clock.now()
-        agreement = Agreement(reference=f"CCIN-DPS-{organisation_id}", title="CCIN DPS", description="",
-                              starts_on=date(2024, 1, 1), ends_on=date(2028, 1, 1), accountable_body_id=body,
-                              legal_regime="PCR 2015 reg 34", nation="England")
-        lot = Lot(agreement=agreement, number=1, title="Digital services", description="Digital services",
-                  selection_criteria="Two case studies")
+        agreement = db.session.get(Agreement, ids["agreement"])
+        lot = db.session.get(Lot, ids["lot1"])
         application = Application(organisation_id=organisation_id, agreement=agreement,
                                   questionnaire_version="ccin-sq-2020-04", created_by_id=user_id,
                                   created_at=now, updated_at=now, submitted_at=now, submitted_by_id=user_id,

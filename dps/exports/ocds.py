@@ -72,6 +72,7 @@ from ..models import (
     Organisation,
 )
 from ..services import agreements as agreements_service
+from ..services import installation
 from ..services import sealed
 from . import Export, Filters, NothingToExport, Progress, no_progress, register
 from .ocds_validate import (
@@ -226,7 +227,7 @@ def _dps_tender(agreement: Agreement, status: str) -> dict:
         "status": status,
         "procuringEntity": None,  # filled in by the caller (needs Parties)
         "procurementMethod": "selective",
-        "procurementMethodDetails": f"Dynamic purchasing system ({agreement.legal_regime}): "
+        "procurementMethodDetails": f"Dynamic purchasing system ({agreement.regime_label}): "
                                     "open to new suppliers throughout its period",
         "mainProcurementCategory": "services",
         "tenderPeriod": {"startDate": iso(start), "endDate": iso(end - timedelta(seconds=1))},
@@ -400,7 +401,7 @@ def _competition_state(data: _CompetitionData, ocid: str, tag: str, key: str, at
         "procuringEntity": release["buyer"],
         "procurementMethod": "selective",
         "procurementMethodDetails": (f"Mini-competition among every supplier admitted to Lot {c.lot.number} of "
-                                     f"the {agreement.title} ({agreement.legal_regime})"),
+                                     f"the {agreement.title} ({agreement.regime_label})"),
         "mainProcurementCategory": "services",
         "value": value(c.estimated_value_pence),
         "tenderPeriod": {"startDate": iso(c.published_at), "endDate": iso(c.tender_deadline)},
@@ -593,7 +594,7 @@ def _competitions(public: bool) -> Iterator[_CompetitionData]:
 
 def processes(public: bool = False) -> Iterator[Process]:
     """Every contracting process: the DPS (each agreement), then each published competition."""
-    agreements = db.session.scalars(select(Agreement).order_by(Agreement.id)
+    agreements = db.session.scalars(select(Agreement).where(Agreement.published_at.is_not(None)).order_by(Agreement.id)
                                     .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body))).all()
     for agreement in agreements:
         yield Process(dps_ocid(agreement), lambda a=agreement: _dps_releases(a, public))
@@ -668,15 +669,15 @@ def _envelope(kind: str, filters: Filters, public: bool) -> dict:
     base = current_app.config["DPS_BASE_URL"]
     query = urlencode({k: v for k, v in filters.as_dict().items() if v})
     path = f"/ocds/{kind}.json" if public else f"/team/exports/{'ocds' if kind == 'releases' else 'records'}"
-    agreement = agreements_service.current_agreement()
-    publisher = agreement.accountable_body.name if agreement is not None else "CCIN Dynamic Purchasing System"
+    body = installation.accountable_body()
+    publisher = body.name if body is not None else "CCIN Dynamic Purchasing System"
     return {
         "uri": base + path + (f"?{query}" if query else ""),
         "version": OCDS_VERSION,
         "extensions": list(EXTENSION_URLS),
         "publisher": {"name": publisher},
         "license": LICENSE_URL,
-        "publicationPolicy": base + "/dps",
+        "publicationPolicy": base + "/agreements",
         "publishedDate": iso(clock.now()),
     }
 

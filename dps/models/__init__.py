@@ -1,5 +1,5 @@
 """The data model. Every table is made by an Alembic migration, never by create_all."""
-from .agreements import Agreement, Lot
+from .agreements import Agreement, Lot, QuestionnaireVersion
 from .applications import Admission, Answer, Application, ApplicationLot, Document, RenewalRequest
 from .audit import AuditEvent
 from .competitions import (
@@ -20,7 +20,7 @@ from .competitions import (
 )
 from .budget import Allocation, BudgetLine, BudgetYear
 from .organisations import Organisation
-from .system import OutboxMessage, SimulatedClock
+from .system import Installation, OutboxMessage, SimulatedClock
 from .users import SignInAttempt, User, UserToken
 
 __all__ = [
@@ -49,7 +49,9 @@ __all__ = [
     "AuditEvent",
     "BudgetLine",
     "BudgetYear",
+    "Installation",
     "Lot",
+    "QuestionnaireVersion",
     "Organisation",
     "OutboxMessage",
     "SignInAttempt",

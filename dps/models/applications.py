@@ -68,7 +68,7 @@ class Application(db.Model):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"))
     # The questionnaire version answered: answers are read against this version only.
-    questionnaire_version: Mapped[str] = mapped_column(String(40))
+    questionnaire_version: Mapped[str] = mapped_column(ForeignKey("questionnaire_versions.version"))
     # The application a rejected supplier reapplied from (its answers were copied in).
     previous_application_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,9 +1,9 @@
 """Organisations: network members, the network itself, and suppliers."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Date, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -19,7 +19,8 @@ KINDS = (
     "network",
     "supplier",
 )
-# Kinds that are contracting authorities under PCR 2015 and so may award call-offs.
+# Kinds that are usually contracting authorities under PCR 2015: the default for a new member of
+# that kind (the DPS team records each member's own status).
 CONTRACTING_AUTHORITY_KINDS = ("council", "combined_authority", "town_parish_community_council")
 MEMBERSHIP_TIERS = ("full", "associate", "affiliate")
 NATIONS = ("England", "Wales", "Scotland", "Northern Ireland")
@@ -58,6 +59,7 @@ class Organisation(db.Model):
         CheckConstraint(f"legal_form IS NULL OR {_in('legal_form', LEGAL_FORMS)}", name="legal_form"),
         CheckConstraint(f"size IS NULL OR {_in('size', SIZES)}", name="size"),
         UniqueConstraint("identifier_scheme", "identifier_id", name="uq_organisations_identifier"),
+        CheckConstraint("left_on IS NULL OR joined_on IS NULL OR left_on > joined_on", name="left_after_joining"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,6 +67,11 @@ class Organisation(db.Model):
     kind: Mapped[str] = mapped_column(String(40))
     # Network membership (members only): full, associate or affiliate.
     membership: Mapped[str | None] = mapped_column(String(20))
+    # Members: whether it is a contracting authority (PCR 2015 reg 2), so may award call-offs.
+    contracting_authority: Mapped[bool | None] = mapped_column(Boolean)
+    # Members: the day it joined the network, and the day it left (a member until the day before).
+    joined_on: Mapped[date | None] = mapped_column(Date)
+    left_on: Mapped[date | None] = mapped_column(Date)
     # Whose bank holidays apply (members); where a supplier is registered (suppliers).
     nation: Mapped[str | None] = mapped_column(String(20))
     # org-id.guide identifier, e.g. GB-LAE + OLD, GB-COH + 01234567.
@@ -101,7 +108,16 @@ class Organisation(db.Model):
 
     @property
     def is_contracting_authority(self) -> bool:
-        return self.kind in CONTRACTING_AUTHORITY_KINDS
+        return bool(self.contracting_authority)
+
+    def is_member_on(self, day: date) -> bool:
+        """A member of the network on ``day``: joined by then (or joined before records began)
+        and not yet left."""
+        if self.membership is None:
+            return False
+        if self.joined_on is not None and day < self.joined_on:
+            return False
+        return self.left_on is None or day < self.left_on
 
     @property
     def part1_complete(self) -> bool:

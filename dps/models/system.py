@@ -1,10 +1,10 @@
-"""Rows the running system needs: the outbox of emails and the simulated clock."""
+"""Rows the running system needs: the installation, the outbox of emails and the simulated clock."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from .types import UTCDateTime
@@ -41,3 +41,17 @@ class SimulatedClock(db.Model):
     anchor_simulated: Mapped[datetime] = mapped_column(UTCDateTime())
     anchor_real: Mapped[datetime] = mapped_column(UTCDateTime())
     frozen: Mapped[bool] = mapped_column(default=False)
+
+
+class Installation(db.Model):
+    """The one row `flask --app dps setup` writes: who runs this service. Its presence is what
+    makes set-up refuse to run twice; the DPS team's and auditors' accounts belong to this body."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accountable_body_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    set_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    accountable_body = relationship("Organisation")

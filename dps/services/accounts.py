@@ -259,12 +259,24 @@ def buyer_ineligibility(org: Organisation) -> str | None:
     """Why people of ``org`` cannot have buyer accounts, or None if they can.
 
     Full and Associate Members that are contracting authorities, and the network itself, may buy
-    from the DPS; Affiliates, opposition groups and suppliers may not.
+    from the DPS while they are members (from the day they joined to the day before they left);
+    Affiliates, opposition groups and suppliers may not. The same reason stops a buyer account
+    being made, a competition being started or published, and an allocation being made: a
+    member's existing buyers still sign in and see what they did before.
     """
     if org.is_network:
         return None
     if org.kind == "supplier":
         return f"{org.name} is a supplier, not a member of the network."
+    today = clock.to_london(clock.now()).date()
+    if org.left_on is not None and today >= org.left_on:
+        return (f"{org.name} left the network on {clock.fmt_date(org.left_on)}: its buyers can no longer start "
+                "or publish a competition.")
+    if org.joined_on is not None and today < org.joined_on:
+        return (f"{org.name} joins the network on {clock.fmt_date(org.joined_on)}: its buyers cannot start or "
+                "publish a competition before then.")
+    if org.membership is None:
+        return f"{org.name} has no membership tier recorded: only Full and Associate Members may buy from the DPS."
     if org.membership not in ("full", "associate"):
         return f"{org.name} is an Affiliate Member: only Full and Associate Members may buy from the DPS."
     if not org.is_contracting_authority:

@@ -17,17 +17,27 @@ from ..extensions import db
 from ..models import Admission, Agreement, Answer, Application, ApplicationLot, Document, Lot, Organisation, User
 from . import ServiceError
 from . import notify
-from .agreements import current_agreement, is_open
+from .agreements import closed_message, is_open
+from .questionnaires import current_for
 
 DECISION_WORKING_DAYS = 10
 EXTENDED_WORKING_DAYS = 15
 
 
-def live_application(org: Organisation) -> Application | None:
-    """The organisation's draft or undecided application (there is at most one)."""
+def live_application(org: Organisation, agreement: Agreement) -> Application | None:
+    """The organisation's draft or undecided application to ``agreement`` (at most one each)."""
     return db.session.scalar(
-        select(Application).where(Application.organisation_id == org.id, Application.decided_at.is_(None))
+        select(Application).where(Application.organisation_id == org.id, Application.agreement_id == agreement.id,
+                                  Application.decided_at.is_(None))
         .order_by(Application.id.desc()))
+
+
+def live_applications(org: Organisation) -> dict[int, Application]:
+    """The organisation's draft or undecided application to each agreement, by agreement id."""
+    rows = db.session.scalars(
+        select(Application).where(Application.organisation_id == org.id, Application.decided_at.is_(None))
+        .order_by(Application.id))
+    return {row.agreement_id: row for row in rows}
 
 
 def active_lot_ids(org: Organisation) -> set[int]:
@@ -36,17 +46,20 @@ def active_lot_ids(org: Organisation) -> set[int]:
         select(Admission.lot_id).where(Admission.organisation_id == org.id, Admission.status != "removed")))
 
 
-def start(user: User, previous: Application | None = None) -> Application:
-    """Open a draft. From a previous decided application, copy its answers (save re-typing) and
+def start(user: User, agreement: Agreement, previous: Application | None = None) -> Application:
+    """Open a draft to join ``agreement``, answering its current questionnaire version. From a
+    previous decided application, copy its answers (save re-typing) and, on the same agreement,
     the lots it did not get onto."""
     org = user.organisation
-    if live_application(org) is not None:
-        raise ServiceError("You already have an application in progress")
-    agreement = current_agreement()
-    if agreement is None:
-        raise ServiceError("The DPS has not been set up yet")
+    if not is_open(agreement):
+        raise ServiceError(closed_message(agreement, "applying to join"))
+    if live_application(org, agreement) is not None:
+        raise ServiceError(f"You already have an application to {agreement.title} in progress")
+    version = current_for(agreement)
+    if version is None:
+        raise ServiceError(f"{agreement.title} has no published questionnaire yet")
     now = clock.now()
-    application = Application(organisation=org, agreement=agreement, questionnaire_version=questionnaire.CURRENT_VERSION,
+    application = Application(organisation=org, agreement=agreement, questionnaire_version=version.version,
                               created_at=now, updated_at=now, created_by_id=user.id,
                               previous_application_id=previous.id if previous else None)
     db.session.add(application)
@@ -63,8 +76,8 @@ def start(user: User, previous: Application | None = None) -> Application:
                 application.answers.append(Answer(question_id=answer.question_id, value=answer.value, updated_at=now))
                 copied += 1
         on_already = active_lot_ids(org)
-        for app_lot in previous.lots:
-            if app_lot.decision == "rejected" and app_lot.lot_id not in on_already:
+        for app_lot in previous.lots if previous.agreement_id == agreement.id else ():
+            if app_lot.decision == "rejected" and app_lot.lot_id not in on_already and not app_lot.lot.is_closed:
                 application.lots.append(ApplicationLot(lot_id=app_lot.lot_id))
     db.session.flush()
     audit.record("application.started", "application", application.id,
@@ -83,7 +96,10 @@ def choose_lots(application: Application, user: User, lot_ids: list[int]) -> Non
         raise ServiceError("Select at least one lot", field="lots")
     lots = db.session.scalars(select(Lot).where(Lot.agreement_id == application.agreement_id, Lot.id.in_(lot_ids))).all()
     if len(lots) != len(set(lot_ids)):
-        raise ServiceError("Select lots of this DPS only", field="lots")
+        raise ServiceError("Select lots of this agreement only", field="lots")
+    closed = [lot for lot in lots if lot.is_closed and lot.id not in {al.lot_id for al in application.lots}]
+    if closed:
+        raise ServiceError(f"{closed[0].label} is closed to new applications: choose another lot", field="lots")
     already = active_lot_ids(application.organisation) & set(lot_ids)
     if already:
         names = ", ".join(f"Lot {lot.number}" for lot in lots if lot.id in already)
@@ -176,8 +192,11 @@ def problems_before_submission(application: Application) -> list[tuple[str, str]
 
 def _period_message(agreement: Agreement) -> str:
     start_day, end_day = agreement.starts_on, agreement.ends_on
-    return (f"The DPS accepts applications from {start_day.day} {start_day:%B %Y} to {end_day.day} {end_day:%B %Y} "
-            f"(UK time). Your application has been kept, but it cannot be submitted now.")
+    if clock.now() >= agreement.window()[1]:
+        when = f"It closed to applications on {end_day.day} {end_day:%B %Y} (UK time)."
+    else:
+        when = f"It accepts applications from {start_day.day} {start_day:%B %Y} to {end_day.day} {end_day:%B %Y} (UK time)."
+    return f"{agreement.title}: {when} Your application has been kept, but it cannot be submitted now."
 
 
 def submit(application: Application, user: User) -> None:

@@ -31,7 +31,7 @@ from ..models import (
 from ..models.competitions import CRITERION_KINDS, PRICE_FORMULAS
 from . import ServiceError, documents, notify
 from .accounts import buyer_ineligibility
-from .agreements import current_agreement, is_open
+from .agreements import closed_message, is_open
 
 MIN_TENDER_DAYS = 10
 SOCIAL_VALUE_ADVISED = 10
@@ -49,6 +49,13 @@ def threshold_on(day: date) -> int:
         if day >= start:
             amount = value
     return amount
+
+
+def open_lots() -> list[Lot]:
+    """Lots a buyer may run a mini-competition on now: those of every open agreement."""
+    from .agreements import open_agreements
+
+    return [lot for agreement in open_agreements() for lot in agreement.lots]
 
 
 def why_cannot_buy(user: User) -> str | None:
@@ -120,11 +127,11 @@ def _check_deadlines(clarification_deadline: datetime, tender_deadline: datetime
 
 
 def _check_dps_valid(lot: Lot) -> None:
-    """Call-offs are made only while the DPS is valid (reg 34): none before it opens or after it ends."""
+    """Call-offs are made only while the DPS is valid (reg 34): none before it opens or after it
+    ends (call-offs already made run on)."""
     agreement = lot.agreement
     if not is_open(agreement):
-        raise ServiceError(f"The DPS runs from {clock.fmt_date(agreement.starts_on)} to "
-                           f"{clock.fmt_date(agreement.ends_on)}: a mini-competition can only be run in that period")
+        raise ServiceError(closed_message(agreement, "starting a mini-competition"), field="lot")
 
 
 def create(user: User, *, lot_id: int, title: str, description: str, estimated_value_pence: int, allocation_id: int,
@@ -134,10 +141,9 @@ def create(user: User, *, lot_id: int, title: str, description: str, estimated_v
     reason = why_cannot_buy(user)
     if reason:
         raise ServiceError(reason)
-    agreement = current_agreement()
     lot = db.session.get(Lot, lot_id)
-    if agreement is None or lot is None or lot.agreement_id != agreement.id:
-        raise ServiceError("Choose a lot of the DPS", field="lot")
+    if lot is None or lot.agreement.published_at is None:
+        raise ServiceError("Choose a lot of an open agreement", field="lot")
     _check_dps_valid(lot)
     if price_formula not in PRICE_FORMULAS:
         raise ServiceError("Choose how price is scored", field="price_formula")

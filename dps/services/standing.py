@@ -20,10 +20,10 @@ from sqlalchemy.orm import contains_eager, selectinload
 
 from .. import audit, clock, mail, questionnaire, workingdays
 from ..extensions import db
-from ..models import Admission, AuditEvent, Lot, Organisation, RenewalRequest, User
+from ..models import Admission, Agreement, AuditEvent, Lot, Organisation, RenewalRequest, User
 from . import ServiceError
-from .agreements import current_agreement
 from . import notify
+from .questionnaires import current_for
 
 RENEWAL_WORKING_DAYS = 5
 # The parts of the questionnaire a renewed self-declaration asks again: the exclusion grounds.
@@ -157,12 +157,33 @@ class DeclarationPart:
     texts: tuple[questionnaire.Question, ...]
 
 
-def declaration(version: str = questionnaire.CURRENT_VERSION) -> list[DeclarationPart]:
+def _agreement_of(org_id: int) -> Agreement | None:
+    """The agreement of the supplier's latest place on a lot (admitted or suspended): its
+    questionnaire and working days are the ones a renewed declaration uses."""
+    return db.session.scalar(
+        select(Agreement).join(Lot, Lot.agreement_id == Agreement.id).join(Admission, Admission.lot_id == Lot.id)
+        .where(Admission.organisation_id == org_id, Admission.status.in_(("admitted", "suspended")))
+        .order_by(Admission.admitted_at.desc(), Admission.id.desc()).limit(1))
+
+
+def renewal_version(renewal: RenewalRequest) -> str:
+    """The questionnaire version a declaration is (or was) made against: the one it answered, or
+    the current version of the agreement the supplier is on."""
+    if renewal.response:
+        return renewal.response["version"]
+    agreement = _agreement_of(renewal.organisation_id)
+    current = current_for(agreement) if agreement is not None else None
+    if current is None:
+        raise ServiceError(f"{renewal.organisation.name} is on no agreement with a published questionnaire")
+    return current.version
+
+
+def declaration(version: str | questionnaire.Questionnaire) -> list[DeclarationPart]:
     """What a renewed self-declaration asks, read from the questionnaire version's content.
 
     Documents are not asked for again: the declaration is a statement, and evidence, if the team
     wants it, is a conversation with the supplier."""
-    content = questionnaire.load(version)
+    content = version if isinstance(version, questionnaire.Questionnaire) else questionnaire.load(version)
     parts = []
     for section_id in DECLARATION_SECTIONS:
         section = content.section(section_id)
@@ -198,9 +219,6 @@ def request_renewal(actor: User, organisation: Organisation | None = None) -> li
     Suppliers that already have an unanswered request are skipped when asking everyone (the open
     one still stands); asking one such supplier again is refused."""
     _require_team(actor)
-    agreement = current_agreement()
-    if agreement is None:
-        raise ServiceError("The DPS has not been set up yet")
     _lock_renewals()
     if organisation is not None:
         # A suspended supplier may be asked too: a fresh declaration can be what reinstatement waits for.
@@ -223,9 +241,10 @@ def request_renewal(actor: User, organisation: Organisation | None = None) -> li
                    ~has_open)
             .order_by(func.lower(Organisation.name), Organisation.id)))
     now = clock.now()
-    due_on = workingdays.add_working_days(clock.to_london(now).date(), RENEWAL_WORKING_DAYS, agreement.nation)
     created = []
     for org in targets:
+        agreement = _agreement_of(org.id)
+        due_on = workingdays.add_working_days(clock.to_london(now).date(), RENEWAL_WORKING_DAYS, agreement.nation)
         renewal = RenewalRequest(organisation_id=org.id, requested_at=now, requested_by_id=actor.id, due_on=due_on)
         db.session.add(renewal)
         db.session.flush()
@@ -250,7 +269,7 @@ def respond_to_renewal(renewal: RenewalRequest, user: User, answers: Mapping[str
         raise ServiceError("You can only answer your own organisation's requests")
     if renewal.responded_at is not None:
         raise ServiceError("This declaration has already been sent")
-    version = questionnaire.CURRENT_VERSION
+    version = renewal_version(renewal)
     stored: dict[str, object] = {}
     declared: list[questionnaire.Question] = []
     for part in declaration(version):
@@ -308,7 +327,7 @@ def _notify_declared(renewal: RenewalRequest, version: str, declared: list[quest
 
 def answers_version(renewal: RenewalRequest) -> str:
     """The questionnaire version an answered declaration was made against."""
-    return (renewal.response or {}).get("version", questionnaire.CURRENT_VERSION)
+    return renewal_version(renewal)
 
 
 def declared_grounds(renewal: RenewalRequest) -> list[questionnaire.Question]:

@@ -35,13 +35,18 @@ def home_for(user) -> str:
     return url_for(HOME_BY_ROLE[user.role])
 
 
+def _listed(agreements: list[Agreement]) -> list[dict]:
+    # One reading of the clock for the whole list, so no two lines of it disagree.
+    now = clock.now()
+    return [{"agreement": a, "stage": a.stage(now), "status": agreement_rules.status_text(a, now)} for a in agreements]
+
+
 @bp.route("/")
 def index():
-    # The same agreement and the same open/closed rule as the /dps pages, so the two never differ.
-    agreement = agreement_rules.current_agreement()
-    return render_template("public/index.html", agreement=agreement,
-                           phase=agreement_rules.phase(agreement) if agreement else None,
-                           status=agreement_rules.status_text(agreement) if agreement else None)
+    # The same agreements and the same open/closed rule as the agreement pages.
+    listed = _listed(agreement_rules.published_agreements())
+    return render_template("public/index.html", listed=listed,
+                           any_open=any(item["stage"] == agreement_rules.OPEN for item in listed))
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -171,17 +176,22 @@ def account():
     return render_form("public/account.html", form)
 
 
-# Public pages about the DPS itself: no sign-in, as anyone may read what the DPS is and who is on it.
+# Public pages about the agreements: no sign-in, as anyone may read what each is and who is on it.
 
-def _public_agreement() -> Agreement:
-    agreement = agreement_rules.current_agreement()
-    if agreement is None:
+@bp.route("/agreements")
+def agreements():
+    return render_template("public/agreements.html", listed=_listed(agreement_rules.published_agreements()))
+
+
+def _public_agreement(reference: str) -> Agreement:
+    agreement = agreement_rules.by_reference(reference)
+    if agreement is None or agreement.published_at is None:
         abort(404)
     return agreement
 
 
 def _period_context(agreement: Agreement) -> dict:
-    """What every DPS page needs to say whether the DPS is open, read once from the clock."""
+    """What every agreement page needs to say whether it is open, read once from the clock."""
     # One reading, so the banner and the status line cannot disagree on a running clock.
     now = clock.now()
     phase = agreement_rules.phase(agreement, now)
@@ -193,30 +203,62 @@ def _period_context(agreement: Agreement) -> dict:
     }
 
 
-@bp.route("/dps")
-def about_dps():
-    agreement = _public_agreement()
-    return render_template("public/dps.html", lots=agreement_rules.lots(agreement), **_period_context(agreement))
+@bp.route("/agreements/<reference>")
+def agreement(reference: str):
+    item = _public_agreement(reference)
+    return render_template("public/dps.html", lots=agreement_rules.lots(item),
+                           retention_until=agreement_rules.retention_until(item), **_period_context(item))
 
 
-@bp.route("/dps/lots/<int:number>")
-def dps_lot(number: int):
-    agreement = _public_agreement()
-    lot = db.first_or_404(select(Lot).where(Lot.agreement_id == agreement.id, Lot.number == number))
+@bp.route("/agreements/<reference>/lots/<int:number>")
+def agreement_lot(reference: str, number: int):
+    item = _public_agreement(reference)
+    lot = db.first_or_404(select(Lot).where(Lot.agreement_id == item.id, Lot.number == number))
     return render_template("public/lot.html", lot=lot,
                            employers_liability_min_pence=agreement_rules.EMPLOYERS_LIABILITY_MIN_PENCE,
-                           **_period_context(agreement))
+                           **_period_context(item))
 
 
-@bp.route("/dps/suppliers")
-def dps_suppliers():
-    agreement = _public_agreement()
-    lots_with_suppliers = agreement_rules.admitted_suppliers_by_lot(agreement)
-    # A supplier on several lots is one supplier on the DPS.
+@bp.route("/agreements/<reference>/suppliers")
+def agreement_suppliers(reference: str):
+    item = _public_agreement(reference)
+    lots_with_suppliers = agreement_rules.admitted_suppliers_by_lot(item)
+    # A supplier on several lots is one supplier on the agreement.
     supplier_count = len({supplier.id for _, suppliers in lots_with_suppliers for supplier in suppliers})
     return render_template("public/dps_suppliers.html",
                            lots_with_suppliers=lots_with_suppliers,
                            supplier_count=supplier_count,
                            legal_form_labels=agreement_rules.LEGAL_FORM_LABELS,
                            size_labels=agreement_rules.SIZE_LABELS,
-                           **_period_context(agreement))
+                           **_period_context(item))
+
+
+# The addresses of the first release, when the service held one DPS: they named the first
+# agreement published, so they lead there for good (links to them are in emails and notices).
+
+def _first_published() -> Agreement | None:
+    return db.session.scalar(select(Agreement).where(Agreement.published_at.is_not(None))
+                             .order_by(Agreement.id).limit(1))
+
+
+@bp.route("/dps")
+def about_dps():
+    first = _first_published()
+    return redirect(url_for("public.agreement", reference=first.reference) if first else url_for("public.agreements"),
+                    301)
+
+
+@bp.route("/dps/lots/<int:number>")
+def dps_lot(number: int):
+    first = _first_published()
+    if first is None:
+        abort(404)
+    return redirect(url_for("public.agreement_lot", reference=first.reference, number=number), 301)
+
+
+@bp.route("/dps/suppliers")
+def dps_suppliers():
+    first = _first_published()
+    if first is None:
+        abort(404)
+    return redirect(url_for("public.agreement_suppliers", reference=first.reference), 301)
