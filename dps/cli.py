@@ -70,6 +70,7 @@ def users_create(role: str, email: str, name: str, organisation_name: str | None
 
 
 @click.command("setup")
+@with_appcontext
 @click.option("--accountable-body", "accountable_body", required=True,
               help="The organisation that runs the service, e.g. \"Oldham Council\".")
 @click.option("--nation", type=click.Choice(sorted(installation.NATION_CHOICES)), required=True,

@@ -125,6 +125,9 @@ def test_period_regime_and_nation_are_fixed_once_a_supplier_has_applied(app, tea
         refused = team.submit(edit, {**base, "ends_on": ["30", "4", "2025"], **change})
         assert refused.status_code == 400, change
         assert "1 supplier has applied to this agreement" in _field_error(refused, field)
+    # A published agreement's reference names it in addresses and open data.
+    renamed = team.submit(edit, {**base, "ends_on": ["30", "4", "2025"], "reference": "CCIN-DPS-2020-A"})
+    assert "cannot change" in _field_error(renamed, "reference")
     # Its title and description are not terms: they may change.
     assert team.submit(edit, {**base, "ends_on": ["30", "4", "2025"], "title": "The CCIN DPS"}).status_code == 302
     with app.app_context():

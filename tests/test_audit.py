@@ -425,7 +425,18 @@ JOURNEYS = {
                                                             factory, signed_in)),
     "competition": ("test_journey", "test_from_publication_to_the_last_invoice",
                     lambda app, factory, signed_in, client: (app, factory, signed_in)),
+    "running-a-dps": ("test_running_a_dps", "test_an_accountable_body_sets_up_and_runs_two_agreements_from_an_empty_database",
+                      lambda app, factory, signed_in, client: (app, factory)),
+    "lots": ("test_agreements_admin", "test_a_lot_closed_to_applications_is_not_offered_and_is_refused",
+             lambda app, factory, signed_in, client: (app, _team_of_body(app, signed_in), signed_in)),
 }
+
+
+def _team_of_body(app, signed_in):
+    from tests.applying import accountable_body
+
+    browser, _ = signed_in("dps_admin", organisation_id=accountable_body(app))
+    return browser
 
 
 @pytest.mark.parametrize("journey", list(JOURNEYS))

@@ -37,3 +37,34 @@ def test_a_database_behind_the_migrations_says_how_to_upgrade(app, database_url)
         upgrade()
         db.engine.dispose()
     assert fresh.test_client().get("/sign-in").status_code == 200
+
+
+def test_the_administration_migration_carries_a_working_dps_down_and_up_again(database_template, tmp_path_factory):
+    """Migration 0005 on a database holding the demo's data (applications, admissions, call-offs,
+    the audit chain): down to the schema before it and up again, nothing lost and the chain whole."""
+    from sqlalchemy import func, select, text
+
+    from dps.audit import verify_chain
+    from dps.models import Application, Installation, QuestionnaireVersion
+    from tests.conftest import demo_application
+
+    with demo_application(database_template, tmp_path_factory) as demo:
+        with demo.app_context():
+            before = {table: db.session.scalar(text(f"SELECT count(*) FROM {table}"))
+                      for table in ("applications", "admissions", "call_offs", "organisations", "audit_events", "lots")}
+            db.session.commit()
+            downgrade(revision="8cbfe4562bd1")
+            legal = db.session.execute(text("SELECT legal_regime FROM agreements")).scalars().all()
+            assert legal and all(value.startswith("Public Contracts Regulations 2015") for value in legal)
+            db.session.commit()
+            upgrade()
+            command.check(migrate.get_config())
+            after = {table: db.session.scalar(text(f"SELECT count(*) FROM {table}")) for table in before}
+            assert after == before
+            # What 0005 makes of existing data: the installation, and the version applications answered.
+            assert db.session.get(Installation, 1).accountable_body.name == "Oldham Council"
+            versions = set(db.session.scalars(select(QuestionnaireVersion.version)))
+            assert versions >= set(db.session.scalars(select(Application.questionnaire_version).distinct()))
+            assert db.session.scalar(select(func.count()).select_from(QuestionnaireVersion)
+                                     .where(QuestionnaireVersion.published_at.is_not(None))) >= 1
+            assert verify_chain().ok

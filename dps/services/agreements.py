@@ -257,6 +257,9 @@ def update_agreement(actor: User | None, agreement: Agreement, **values) -> None
     changed = {k: v for k, v in clean.items() if getattr(agreement, k) != v}
     if not changed:
         return
+    if "reference" in changed and agreement.published_at is not None:
+        raise ServiceError(f"{agreement.title} is published as {agreement.reference}: its reference names it in web "
+                           "addresses and open data (its OCDS ocid), so it cannot change", field="reference")
     applied = applications_count(agreement)
     fixed = [label for name, label in FIXED_ONCE_APPLIED.items() if name in changed]
     if applied and fixed:
