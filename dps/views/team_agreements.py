@@ -208,18 +208,23 @@ def edit_agreement(agreement_id: int):
                        applications=rules.applications_count(item))
 
 
-def _agreement_action(agreement_id: int, action, done: str):
-    item = _agreement(agreement_id)
+def _act(agreement: Agreement, action, target, done: str, anchor: str | None = None):
+    """A button's POST: the service call, then back to the agreement's page with what happened."""
     _post_action(ConfirmForm())
     try:
-        action(_actor(), item)
+        action(_actor(), target)
     except ServiceError as exc:
         db.session.rollback()
         flash(exc.message, "error")
     else:
         db.session.commit()
-        flash(done.format(title=item.title), "success")
-    return redirect(url_for("team.agreement", agreement_id=item.id))
+        flash(done, "success")
+    return redirect(url_for("team.agreement", agreement_id=agreement.id, _anchor=anchor))
+
+
+def _agreement_action(agreement_id: int, action, done: str):
+    item = _agreement(agreement_id)
+    return _act(item, action, item, done.format(title=item.title))
 
 
 @bp.route(f"/agreements/<{ID}:agreement_id>/publish", methods=["POST"])
@@ -282,20 +287,10 @@ def edit_lot(agreement_id: int, lot_id: int):
     return render_form("team/lot_form.html", form, agreement=item, lot=lot, locked=rules.has_admissions(lot))
 
 
-def _lot_action(agreement_id: int, lot_id: int, action, done: str, anchor: str = "lots"):
+def _lot_action(agreement_id: int, lot_id: int, action, done: str):
     item = _agreement(agreement_id)
     lot = _lot(item, lot_id)
-    label = lot.label
-    _post_action(ConfirmForm())
-    try:
-        action(_actor(), lot)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-    else:
-        db.session.commit()
-        flash(done.format(label=label), "success")
-    return redirect(url_for("team.agreement", agreement_id=item.id, _anchor=anchor))
+    return _act(item, action, lot, done.format(label=lot.label), anchor="lots")
 
 
 @bp.route(f"/agreements/<{ID}:agreement_id>/lots/<{ID}:lot_id>/close", methods=["POST"])
