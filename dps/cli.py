@@ -327,6 +327,21 @@ def export_filters(date_from: str | None, date_to: str | None, quarter: str | No
     return Filters(start, end)
 
 
+def export_agreement(reference: str) -> str:
+    """The reference of the published agreement ``reference`` names (any case), or a usage error."""
+    from .services import agreements as agreements_service
+
+    text = reference.strip()
+    found = agreements_service.by_reference(text) if text else None
+    if found is None or found.published_at is None:
+        published = [a.reference for a in agreements_service.published_agreements()]
+        offered = ", ".join(published) if published else "none yet"
+        state = "is a draft, and drafts are never exported" if found is not None else "is not an agreement's reference"
+        raise click.BadParameter(f"{reference!r} {state}. Published agreements: {offered}",
+                                 param_hint="--agreement")
+    return found.reference
+
+
 class _CountingBar:
     """A progress display on a terminal: a bar when the export knows its row count, a running
     count (redrawn at most five times a second) when it does not."""
@@ -372,22 +387,29 @@ class _CountingBar:
 @click.option("--quarter", metavar="YYYY-Qn", default=None,
               help="A calendar quarter instead of --from/--to: Q1 is January to March, Q4 October to December. "
                    "April to June is Q1 of the financial year but calendar Q2, so 2024-Q2.")
+@click.option("--agreement", "agreement_reference", metavar="REFERENCE", default=None,
+              help="Only this published agreement's rows (its reference, e.g. CCIN-DPS-2020). Default: every "
+                   "published agreement. Not for audit: the audit log is one chain and is always exported whole.")
 @click.option("--out", "destination", required=True, metavar="PATH|s3://bucket/key",
               help="A file to write (replaced only once the export is complete) or an S3 object.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: only when the output is a terminal).")
 @with_appcontext
 def export_command(kind: str, report: str | None, date_from: str | None, date_to: str | None,
-                   quarter: str | None, destination: str, progress: bool | None) -> None:
+                   quarter: str | None, agreement_reference: str | None, destination: str,
+                   progress: bool | None) -> None:
     """Take an export: ocds, records, transparency (--report tenders|contracts), contracts,
     contracts-finder, award-notices, audit or xlsx.
 
     The whole export is written and checked before anything is handed out: a failure (the
     export's own checks, the database, the disk or S3) leaves no file or object behind and exits
-    with status 1 saying why. Taking an export is recorded in the audit log."""
+    with status 1 saying why. Taking an export is recorded in the audit log.
+
+    With --agreement, only that published agreement's rows (every export but audit); without it,
+    every published agreement's. Drafts are never exported."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .exports import ExportInvalid, deliver, get
+    from .exports import ExportInvalid, Filters, deliver, get
 
     _require_current_schema()
     if kind == "transparency":
@@ -403,6 +425,12 @@ def export_command(kind: str, report: str | None, date_from: str | None, date_to
         export = get(name)
     except KeyError:
         raise click.ClickException(f"The {name} export is not available in this version") from None
+    if agreement_reference is not None:
+        if not export.by_agreement:
+            raise click.BadParameter(f"the {kind} export cannot be taken for one agreement: the audit log is one "
+                                     "hash chain for the whole service and is always exported whole; "
+                                     "leave --agreement out", param_hint="--agreement")
+        filters = Filters(filters.start, filters.end, export_agreement(agreement_reference))
 
     to_s3 = destination.startswith("s3://")
     if to_s3:

@@ -60,7 +60,8 @@ def test_a_file_is_written_and_the_export_recorded_as_taken_by_the_command_line(
     [event] = taken_events(app)
     assert event.actor_user_id is None and event.actor_label == "command line"
     assert event.object_id == "audit"
-    assert event.data == {"export": "audit", "title": "Test rows", "filters": {"from": "2024-04-01", "to": "2024-06-30"},
+    assert event.data == {"export": "audit", "title": "Test rows",
+                          "filters": {"from": "2024-04-01", "to": "2024-06-30", "agreement": None},
                           "destination": "file", "bytes": size, "path": str(out)}
     # Only the file: no temporary file left beside it.
     assert os.listdir(out_dir) == ["audit.csv"]
@@ -78,7 +79,7 @@ def test_a_quarter_is_the_calendar_quarter(app, install, out_dir, quarter, start
     result = run(app, "export", "contracts", "--quarter", quarter, "--out", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == expected_rows(start, end)
-    assert taken_events(app)[0].data["filters"] == {"from": start, "to": end}
+    assert taken_events(app)[0].data["filters"] == {"from": start, "to": end, "agreement": None}
 
 
 def test_the_help_explains_calendar_and_financial_quarters(app):

@@ -190,7 +190,7 @@ def test_the_team_and_auditors_download_an_export_and_it_is_recorded(app, signed
     assert event.actor_user_id == user["id"] and event.organisation_id == user["organisation_id"]
     assert event.object_type == "export" and event.object_id == "test-rows"
     assert event.data == {"export": "test-rows", "title": "Test rows",
-                          "filters": {"from": "2024-04-01", "to": "2024-06-30"},
+                          "filters": {"from": "2024-04-01", "to": "2024-06-30", "agreement": None},
                           "destination": "download", "bytes": len(body)}
 
 
@@ -206,7 +206,7 @@ def test_no_dates_means_everything_and_one_day_is_a_period(app, signed_in, fakes
     assert response.status_code == 200
     assert b"0,2024-06-30,2024-06-30," in response.get_data()
     assert [e.data["filters"] for e in taken_events(app)] == [
-        {"from": None, "to": None}, {"from": "2024-06-30", "to": "2024-06-30"}]
+        {"from": None, "to": None, "agreement": None}, {"from": "2024-06-30", "to": "2024-06-30", "agreement": None}]
 
 
 def test_a_large_download_streams_from_the_finished_file(app, signed_in, install):

@@ -30,7 +30,7 @@ from dps.models import (
     Competition,
     Organisation,
 )
-from tests.applying import make_dps
+from tests.applying import make_agreement, make_dps
 from tests.conftest import count_queries, demo_application, set_clock
 
 NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
@@ -87,7 +87,8 @@ class Records:
 
     def competition(self, *, published: str | None, value_pence: int, title: str = "Community wealth review",
                     buyer: str = "Barking & Dagenham Council", description: str = "A review of the evidence.",
-                    deadline_days: int = 14) -> str:
+                    deadline_days: int = 14, lot_id: int | None = None) -> str:
+        """A competition on ``lot_id`` (default: Lot 1 of the DPS made for the records)."""
         self.n += 1
         reference = f"CCIN-MC-T-{self.n:04d}"
         buyer_id = self.organisation(buyer)
@@ -95,7 +96,7 @@ class Records:
             published_at = clock.parse_london(published) if published else None
             deadline = (published_at or clock.now()) + timedelta(days=deadline_days)
             db.session.add(Competition(
-                reference=reference, lot_id=self.dps["lot1"], buyer_organisation_id=buyer_id,
+                reference=reference, lot_id=lot_id or self.dps["lot1"], buyer_organisation_id=buyer_id,
                 created_by_id=self.creator["id"], title=title, description=description,
                 estimated_value_pence=value_pence, allocation_id=self.allocation,
                 clarification_deadline=deadline - timedelta(days=4), tender_deadline=deadline, standstill=False,
@@ -107,7 +108,7 @@ class Records:
     def call_off(self, *, created: str, value_pence: int, supplier: str = "O'Brien & Daughters Co-operative Ltd",
                  buyer: str = "Barking & Dagenham Council", title: str = "Community wealth review",
                  irrecoverable_vat_pence: int = 0, paid_pence: int = 0, not_best_reason: str | None = None,
-                 standstill: bool = False, estimate_pence: int | None = None) -> str:
+                 standstill: bool = False, estimate_pence: int | None = None, lot_id: int | None = None) -> str:
         """A call-off entered into at ``created`` (UK wall time), from a competition published 30
         days before the award with an estimated value of ``estimate_pence`` (default: the value)."""
         supplier_id = self.supplier(supplier) if not self._exists(supplier) else self.organisation(supplier)
@@ -115,7 +116,7 @@ class Records:
         decided_at = confirmed_at - timedelta(days=10 if standstill else 0)
         published = clock.to_london(decided_at - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
         reference = self.competition(published=published, value_pence=estimate_pence or value_pence, title=title,
-                                     buyer=buyer)
+                                     buyer=buyer, lot_id=lot_id)
         with self.app.app_context():
             competition = db.session.scalar(select(Competition).where(Competition.reference == reference))
             bid = Bid(competition_id=competition.id, organisation_id=supplier_id, state="submitted",
@@ -291,12 +292,12 @@ def test_the_transparency_columns_and_their_values(app, records):
 
     tenders = {r["Reference"]: r for r in csv_rows(app, "transparency-tenders", Q1_2024)}
     assert list(tenders[tender]) == ["Reference", "Title", "Description", "Department", "Start date", "End date",
-                                     "Review date", "Estimated value", "Lot", "Status"]
+                                     "Review date", "Estimated value", "Lot", "Status", "Agreement reference"]
     assert tenders[tender] == {
         "Reference": tender, "Title": "Food poverty review", "Description": "Evidence & options, with residents' voices.",
         "Department": "Barking & Dagenham Council", "Start date": "2024-02-01", "End date": "2024-02-15",
         "Review date": "", "Estimated value": "12000.00", "Lot": "Lot 1: Research and policy",
-        "Status": "Closed for tenders"}
+        "Status": "Closed for tenders", "Agreement reference": "CCIN-DPS-2020"}
     assert "no review date" in get("transparency-tenders").description.lower()
     # The competitions of the call-offs were awarded; their status says so.
     assert {r["Status"] for r in tenders.values() if r["Reference"] != tender} == {"Awarded"}
@@ -308,7 +309,8 @@ def test_the_transparency_columns_and_their_values(app, records):
         "Supplier registration number": "RS012345", "Supplier identifier (org-id)": "GB-MPR-RS012345",
         "Supplier address": "4 Mill Lane, Unit 2, Oldham, OL1 1AA", "Total value (including VAT)": "12000.00",
         "Irrecoverable VAT": "2000.00", "Start date": "2024-02-21", "End date": "2025-02-19", "Review date": "",
-        "Procurement route": "Mini-competition under the DPS (tender)", "SME": "Yes", "VCSE": "Yes"}
+        "Procurement route": "Mini-competition under the DPS (tender)", "SME": "Yes", "VCSE": "Yes",
+        "Agreement reference": "CCIN-DPS-2020"}
     # A sole trader's address may be their home: left out. A large company is not an SME.
     assert contracts[sole]["Supplier address"] == "" and contracts[sole]["Supplier identifier (org-id)"] == ""
     assert (contracts[sole]["SME"], contracts[sole]["VCSE"]) == ("Yes", "No")
@@ -343,6 +345,7 @@ def test_the_contracts_register_lists_every_call_off_and_adds_up_to_the_budget_c
         committed = db.session.scalar(select(func.sum(Allocation.committed_pence)))
     assert total * 100 == committed == 1_234_56 + 19_999_99 + 1
     by_ref = {r["Reference"]: r for r in rows}
+    assert list(rows[0])[:2] == ["Agreement", "Reference"] and {r["Agreement"] for r in rows} == {"CCIN-DPS-2020"}
     assert (by_ref[first]["Paid to date"], by_ref[first]["Remaining"]) == ("1000.00", "234.56")
     assert by_ref[first]["Irrecoverable VAT"] == "0.01"
     assert (by_ref[first]["Budget year"], by_ref[first]["Programme"], by_ref[first]["Project"]) == (
@@ -381,6 +384,7 @@ def test_contracts_finder_lists_awards_at_or_above_the_threshold_in_force_on_the
         assert row["Date entered into"] == entered
         assert row["Threshold applied"].startswith(threshold)
         assert row["Publish by"] == publish_by
+        assert row["Agreement"] == "CCIN-DPS-2020"
     assert "just under" in get("contracts-finder").description
 
 
@@ -406,6 +410,7 @@ def test_award_notices_are_grouped_by_uk_quarter_with_their_send_by_dates(app, r
         ("2024 Q1 (Jan–Mar)", "2024-04-30", q1_2024, "2024-01-01"),
     ]
     assert rows[0]["Value (including VAT)"] == "1000.00"
+    assert {r["Agreement"] for r in rows} == {"CCIN-DPS-2020"}
     assert tables.award_notice_send_by(date(2023, 8, 15)) == date(2023, 10, 30)
 
 
@@ -447,18 +452,24 @@ def test_the_audit_log_csv_has_every_event_of_the_period_in_chain_order(app, rec
 # Queries do not grow with rows ----------------------------------------------------------------
 
 def test_the_number_of_queries_does_not_grow_with_the_number_of_rows(app, records):
-    def queries(count: int) -> dict[str, int]:
+    # A second agreement, so that taken for one agreement the exports leave rows out.
+    second = make_agreement(app, reference="CCIN-DPS-2023", title="A second DPS", starts_on=date(2023, 1, 1),
+                            ends_on=date(2027, 12, 31), questionnaire_version="sq-second",
+                            lots=((1, "Research", 0, 0, 0),))
+
+    def queries(count: int) -> dict[tuple[str, str | None], int]:
         for i in range(count):
             records.call_off(created=f"2024-02-{1 + i % 28:02d}T10:00", value_pence=31_000_00 + i,
-                             supplier=f"Supplier {i % 5}")
+                             supplier=f"Supplier {i % 5}", lot_id=second["lot1"] if i % 2 else None)
         result = {}
         for name in ("transparency-tenders", "transparency-contracts", "contracts", "contracts-finder",
                      "award-notices", "audit", "xlsx"):
-            with app.app_context():
-                export = get(name)
-                with count_queries(app) as n:
-                    export.write(Filters(), io.BytesIO(), lambda _: None)
-                    result[name] = n()
+            for agreement in (None, "CCIN-DPS-2020", "CCIN-DPS-2023"):
+                with app.app_context():
+                    export = get(name)
+                    with count_queries(app) as n:
+                        export.write(Filters(agreement=agreement), io.BytesIO(), lambda _: None)
+                        result[name, agreement] = n()
         return result
 
     few = queries(3)

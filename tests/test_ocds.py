@@ -188,9 +188,15 @@ def test_the_demo_record_package_validates_and_compiles_each_process(demo_app):
     package = export(demo_app, "records")
     validate_whole(package, "records")
     with demo_app.app_context():
+        # A DPS process for each published agreement, and one for each published competition of one.
+        agreements = db.session.scalar(select(func.count()).select_from(Agreement)
+                                       .where(Agreement.published_at.is_not(None)))
         published = db.session.scalar(select(func.count()).select_from(Competition)
-                                      .where(Competition.published_at.is_not(None)))
-    assert len(package["records"]) == 1 + published
+                                      .join(Lot, Lot.id == Competition.lot_id)
+                                      .join(Agreement, Agreement.id == Lot.agreement_id)
+                                      .where(Competition.published_at.is_not(None),
+                                             Agreement.published_at.is_not(None)))
+    assert agreements >= 1 and len(package["records"]) == agreements + published
     for record in package["records"]:
         dates = [r["date"] for r in record["releases"]]
         moments = [clock.parse_london(d) for d in dates]
@@ -204,22 +210,25 @@ def test_the_demo_record_package_validates_and_compiles_each_process(demo_app):
 def test_every_mini_competition_is_its_own_ocid_linked_to_the_dps(demo_app):
     package = export(demo_app, "releases")
     with demo_app.app_context():
-        agreement = db.session.scalar(select(Agreement))
-        dps = f"ocds-ccindps-{agreement.reference}"
-        competitions = db.session.execute(select(Competition.reference, Competition.published_at)).all()
+        agreements = {a.id: a for a in db.session.scalars(select(Agreement).where(Agreement.published_at.is_not(None)))}
+        dps_ocids = {f"ocds-ccindps-{a.reference}" for a in agreements.values()}
+        # Each competition with the agreement it is run under (None: on a draft agreement).
+        competitions = [(ref, at, agreements.get(agreement_id)) for ref, at, agreement_id in db.session.execute(
+            select(Competition.reference, Competition.published_at, Lot.agreement_id)
+            .join(Lot, Lot.id == Competition.lot_id))]
     by_ocid: dict[str, list[dict]] = {}
     for release in package["releases"]:
         by_ocid.setdefault(release["ocid"], []).append(release)
-    assert dps in by_ocid
-    published = [ref for ref, at in competitions if at is not None]
-    drafts = [ref for ref, at in competitions if at is None]
+    assert dps_ocids and dps_ocids <= set(by_ocid)
+    published = [(ref, agreement) for ref, at, agreement in competitions if at is not None and agreement is not None]
+    drafts = [ref for ref, at, agreement in competitions if at is None or agreement is None]
     assert drafts, "the demo has a draft competition"
-    assert set(by_ocid) == {dps} | {f"ocds-ccindps-{ref}" for ref in published}
-    for ref in published:
+    assert set(by_ocid) == dps_ocids | {f"ocds-ccindps-{ref}" for ref, _ in published}
+    for ref, agreement in published:
         for release in by_ocid[f"ocds-ccindps-{ref}"]:
             assert release["relatedProcesses"] == [{
                 "id": "1", "relationship": ["framework"], "title": agreement.title, "scheme": "ocid",
-                "identifier": dps}], release["id"]
+                "identifier": f"ocds-ccindps-{agreement.reference}"}], release["id"]
             assert release["tender"]["id"] == ref
     text = json.dumps(package)
     for ref in drafts:
@@ -248,13 +257,17 @@ def test_amounts_agree_with_the_budget_and_invoices(demo_app):
 
 def test_admissions_are_awards_of_the_dps_and_a_suspension_an_amendment(demo_app):
     package = export(demo_app, "records")
-    dps = package["records"][0]
-    assert "CCIN-DPS" in dps["ocid"]
-    awards = {a["id"]: a for a in dps["compiledRelease"]["awards"]}
     with demo_app.app_context():
+        agreement = db.session.scalar(select(Agreement).where(Agreement.published_at.is_not(None))
+                                      .order_by(Agreement.id))
         admissions = db.session.execute(select(Admission.id, Admission.status, Lot.number)
-                                        .join(Lot, Lot.id == Admission.lot_id)).all()
-    assert set(awards) == {f"admission-{a.id}" for a in admissions}
+                                        .join(Lot, Lot.id == Admission.lot_id)
+                                        .where(Lot.agreement_id == agreement.id)).all()
+    # The first published agreement's DPS process comes first; its awards are its admissions.
+    dps = package["records"][0]
+    assert dps["ocid"] == f"ocds-ccindps-{agreement.reference}"
+    awards = {a["id"]: a for a in dps["compiledRelease"]["awards"]}
+    assert admissions and set(awards) == {f"admission-{a.id}" for a in admissions}
     for admission in admissions:
         award = awards[f"admission-{admission.id}"]
         assert award["relatedLots"] == [f"lot-{admission.number}"]

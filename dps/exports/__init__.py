@@ -15,7 +15,7 @@ validation, or a database error half-way, hands out nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import IO, Callable, Iterator, Protocol
 from zoneinfo import ZoneInfo
@@ -32,14 +32,24 @@ def no_progress(_done: int) -> None:
 
 @dataclass(frozen=True)
 class Filters:
-    """The period an export covers: whole days in Europe/London, both ends inclusive."""
+    """What an export covers: a period of whole days in Europe/London, both ends inclusive, and
+    optionally one agreement (its reference; None: every published agreement). Drafts are never
+    exported, whatever is asked for.
+
+    The agreement is held as its reference, not an id, so that the audit event and the file name
+    say which agreement in words anyone can read. Callers check the reference names a published
+    agreement before they build the filters (the page, the command line and the public feed
+    each refuse an unknown one); an export given an unknown reference simply finds no rows."""
 
     start: date | None = None
     end: date | None = None
+    agreement: str | None = None
 
     def __post_init__(self) -> None:
         if self.start and self.end and self.end < self.start:
             raise ValueError("The end date must be the same as or after the start date")
+        # References are upper-case (dps.services.agreements.REFERENCE_PATTERN); "" is "all".
+        object.__setattr__(self, "agreement", (self.agreement or "").strip().upper() or None)
 
     @property
     def start_utc(self) -> datetime | None:
@@ -62,12 +72,17 @@ class Filters:
         return ((self.start_utc is None or moment >= self.start_utc)
                 and (self.end_utc is None or moment < self.end_utc))
 
-    def as_dict(self) -> dict:
-        """For the audit event of taking an export."""
-        return {"from": self.start.isoformat() if self.start else None,
-                "to": self.end.isoformat() if self.end else None}
+    def whole_service(self) -> "Filters":
+        """The same period for every agreement (for an export that cannot be split by agreement)."""
+        return self if self.agreement is None else replace(self, agreement=None)
 
-    def label(self) -> str:
+    def as_dict(self) -> dict:
+        """For the audit event of taking an export (agreement None: every published agreement)."""
+        return {"from": self.start.isoformat() if self.start else None,
+                "to": self.end.isoformat() if self.end else None,
+                "agreement": self.agreement}
+
+    def period_label(self) -> str:
         if self.start and self.end:
             return f"{self.start.isoformat()}_to_{self.end.isoformat()}"
         if self.start:
@@ -75,6 +90,12 @@ class Filters:
         if self.end:
             return f"to_{self.end.isoformat()}"
         return "all"
+
+    def label(self) -> str:
+        """For file names: ``ccin-dps-2020_2024-01-01_to_2024-03-31``, or the period alone."""
+        if self.agreement:
+            return f"{self.agreement.lower()}_{self.period_label()}"
+        return self.period_label()
 
 
 class Writer(Protocol):
@@ -93,9 +114,18 @@ class Export:
     count: Callable[[Filters], int] | None = None
     # Public exports (the OCDS endpoints) hold nothing that is not published anyway.
     audience: tuple[str, ...] = field(default=("dps_admin", "auditor"))
+    # Whether the export can be taken for one agreement. The audit log cannot: it is one hash
+    # chain for the whole service, and many of its events (accounts, members, the clock) belong
+    # to no agreement. Such an export is always taken whole (``applicable``).
+    by_agreement: bool = True
+
+    def applicable(self, filters: Filters) -> Filters:
+        """The filters this export actually applies: what its file is named by and its audit
+        event records."""
+        return filters if self.by_agreement else filters.whole_service()
 
     def filename(self, filters: Filters) -> str:
-        return f"ccin-dps-{self.name}-{filters.label()}.{self.extension}"
+        return f"ccin-dps-{self.name}-{self.applicable(filters).label()}.{self.extension}"
 
 
 class ExportInvalid(Exception):

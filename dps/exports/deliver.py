@@ -64,7 +64,7 @@ def produce(export: Export, filters: Filters, progress: Progress = no_progress) 
     tmp = tempfile.TemporaryFile(prefix=f"dps-export-{export.name}-")
     try:
         with read_only_transaction():
-            export.write(filters, tmp, progress)
+            export.write(export.applicable(filters), tmp, progress)
         tmp.flush()
         tmp.seek(0)
     except BaseException:
@@ -209,14 +209,16 @@ def to_s3(tmp: IO[bytes], url: str, *, content_type: str = "application/octet-st
 
 def record_taken(export: Export, filters: Filters, destination: str, size: int, *, actor=None,
                  path: str | None = None) -> None:
-    """The audit event of taking an export (issue 5, point 7): who, which, for what period, where to.
+    """The audit event of taking an export (issue 5, point 7): who, which, for what period and
+    agreement, where to.
 
     In a web request the signed-in user is the actor (``audit.record`` finds them); elsewhere it
     is the command line. The caller commits."""
     data = {
         "export": export.name,
         "title": export.title,
-        "filters": filters.as_dict(),
+        # What the export was taken with: the audit log, taken whole, records no agreement.
+        "filters": export.applicable(filters).as_dict(),
         "destination": destination,
         "bytes": size,
     }

@@ -22,6 +22,10 @@ them), so no release grows with the number of invoices. Releases of the DPS are 
 carries its own award. Release ids are ``<ocid>-<tag>-<object id>``: deterministic, unique per
 ocid, and the same whatever period is asked for.
 
+Agreements: each published agreement is a DPS process of its own; a draft agreement, and every
+competition on its lots, is never written. ``Filters.agreement`` (a reference) narrows a package
+to that agreement's DPS process and the competitions run under it.
+
 Streaming: the package envelope is written, then the releases one at a time, each validated
 (``ocds_validate``) before it is written; memory holds one batch of competitions (or one stream of
 admissions) at a time, never the list of releases. A record package holds, for each process, its
@@ -558,18 +562,24 @@ def _first_invoice_recorded_at(call_off: CallOff | None) -> datetime | None:
                              .order_by(Invoice.recorded_at, Invoice.id).limit(1))
 
 
-def _competitions(public: bool) -> Iterator[_CompetitionData]:
-    """Published competitions in id order, a batch at a time (keyset pagination)."""
+def _competitions(public: bool, agreement: str | None = None) -> Iterator[_CompetitionData]:
+    """Published competitions of published agreements (of the one whose reference is
+    ``agreement``, if given) in id order, a batch at a time (keyset pagination)."""
     now = clock.now()
     last_id = 0
     while True:
         query = (select(Competition)
-                 .where(Competition.id > last_id, Competition.published_at.is_not(None))
+                 .join(Lot, Lot.id == Competition.lot_id)
+                 .join(Agreement, Agreement.id == Lot.agreement_id)
+                 .where(Competition.id > last_id, Competition.published_at.is_not(None),
+                        Agreement.published_at.is_not(None))
                  .order_by(Competition.id).limit(BATCH)
                  .options(joinedload(Competition.lot).joinedload(Lot.agreement),
                           joinedload(Competition.buyer_organisation),
                           selectinload(Competition.criteria),
                           selectinload(Competition.award).joinedload(Award.bid).joinedload(Bid.organisation)))
+        if agreement is not None:
+            query = query.where(Agreement.reference == agreement)
         if public:
             # Nothing of a competition before its tender deadline.
             query = query.where(Competition.tender_deadline <= now)
@@ -592,13 +602,17 @@ def _competitions(public: bool) -> Iterator[_CompetitionData]:
                                    prices_readable=c.id in unsealed and c.opened_at is not None)
 
 
-def processes(public: bool = False) -> Iterator[Process]:
-    """Every contracting process: the DPS (each agreement), then each published competition."""
-    agreements = db.session.scalars(select(Agreement).where(Agreement.published_at.is_not(None)).order_by(Agreement.id)
-                                    .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body))).all()
-    for agreement in agreements:
-        yield Process(dps_ocid(agreement), lambda a=agreement: _dps_releases(a, public))
-    for data in _competitions(public):
+def processes(public: bool = False, agreement: str | None = None) -> Iterator[Process]:
+    """Every contracting process: the DPS (each published agreement), then each published
+    competition run under one. With ``agreement`` (a reference), that agreement's DPS process and
+    its competitions only. A draft agreement is never a process, nor are its competitions."""
+    query = (select(Agreement).where(Agreement.published_at.is_not(None)).order_by(Agreement.id)
+             .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body)))
+    if agreement is not None:
+        query = query.where(Agreement.reference == agreement)
+    for each in db.session.scalars(query).all():
+        yield Process(dps_ocid(each), lambda a=each: _dps_releases(a, public))
+    for data in _competitions(public, agreement):
         yield Process(competition_ocid(data.competition), lambda d=data: _competition_releases(d, public))
 
 
@@ -682,6 +696,10 @@ def _envelope(kind: str, filters: Filters, public: bool) -> dict:
     }
 
 
+def _of(filters: Filters) -> str:
+    return f" of {filters.agreement}" if filters.agreement else ""
+
+
 def _write_head(out: IO[bytes], envelope: dict, contents: str) -> None:
     head = _dumps(envelope)
     out.write(head[:-1] + (b"," if envelope else b"") + f'"{contents}":['.encode())
@@ -694,7 +712,7 @@ def write_release_package(filters: Filters, out: IO[bytes], progress: Progress =
     validate_package_envelope(envelope)
     _write_head(out, envelope, "releases")
     written = 0
-    for process in processes(public):
+    for process in processes(public, filters.agreement):
         for dated in process.releases():
             if not filters.covers(dated.moment):
                 continue
@@ -703,7 +721,7 @@ def write_release_package(filters: Filters, out: IO[bytes], progress: Progress =
             written += 1
             progress(1)
     if written == 0:
-        raise NothingToExport("There are no OCDS releases in this period")
+        raise NothingToExport(f"There are no OCDS releases{_of(filters)} in this period")
     out.write(b"]}")
     return written
 
@@ -716,7 +734,7 @@ def write_record_package(filters: Filters, out: IO[bytes], progress: Progress = 
     validate_envelope(envelope, "records")
     _write_head(out, envelope, "records")
     records = 0
-    for process in processes(public):
+    for process in processes(public, filters.agreement):
         where = f"records[{records}]"
         validate_record_envelope({"ocid": process.ocid}, where)
         compiler = Compiler(process.ocid)
@@ -742,7 +760,7 @@ def write_record_package(filters: Filters, out: IO[bytes], progress: Progress = 
         records += 1
         progress(1)
     if records == 0:
-        raise NothingToExport("There are no OCDS records with a release in this period")
+        raise NothingToExport(f"There are no OCDS records{_of(filters)} with a release in this period")
     out.write(b"]}")
     return records
 
@@ -766,8 +784,8 @@ def _team_writer(kind: str):
 register(Export(
     name="ocds",
     title="OCDS release package",
-    description="Every OCDS 1.1.5 release of the DPS and its mini-competitions dated in the period, "
-                "validated against the schema with the lots, bids and techniques extensions.",
+    description="Every OCDS 1.1.5 release of the DPS (each agreement) and its mini-competitions dated in the "
+                "period, validated against the schema with the lots, bids and techniques extensions.",
     extension="json",
     media_type="application/json",
     write=_team_writer("releases"),

@@ -12,6 +12,14 @@ stays flat however long the table.
 
 Periods (``Filters``) are whole days in Europe/London, both ends inclusive. Each table says in
 its description which date the period applies to.
+
+Agreements: every row but the audit log's belongs to one agreement (competition -> lot ->
+agreement) and says which, by its reference: an "Agreement" column, or for the Transparency Code
+reports, whose columns follow the Code's published layout, an "Agreement reference" column
+after all of the Code's. Only published agreements are ever read (a draft's lots could hold
+test competitions); ``Filters.agreement`` narrows them to one, in the same query (a join on
+the agreement, so still one query per table). The audit log is one hash chain for the whole
+service and is always exported whole (``Table.by_agreement`` False).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from sqlalchemy.orm import aliased
 from .. import clock
 from ..extensions import db
 from ..models import (
+    Agreement,
     Allocation,
     AuditEvent,
     Award,
@@ -82,6 +91,8 @@ class Table:
     columns: tuple[Column, ...]
     rows: Callable[[Filters], Iterator[tuple]]
     count: Callable[[Filters], int]
+    # False: the table cannot be split by agreement and is always whole (the audit log).
+    by_agreement: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < len(self.sheet) <= 31:
@@ -189,16 +200,28 @@ Buyer = aliased(Organisation, name="buyer")
 Supplier = aliased(Organisation, name="supplier")
 
 
-def _call_offs(*columns, filters: Filters) -> Select:
+def _of_agreement(filters: Filters) -> list:
+    """Published agreements only (never a draft's), and only the one asked for if one was.
+    Conditions on ``Agreement``, which the query joins through the competition's lot."""
+    clauses = [Agreement.published_at.is_not(None)]
+    if filters.agreement is not None:
+        clauses.append(Agreement.reference == filters.agreement)
+    return clauses
+
+
+def _call_offs(*columns, filters: Filters, order_by: tuple = ()) -> Select:
     """Call-offs entered into (created: the award confirmed) inside the period, with their
-    competition, buyer and supplier joined, oldest first."""
+    competition, its lot and agreement, buyer and supplier joined, oldest first (after
+    ``order_by``, if given)."""
     return (select(*columns)
             .select_from(CallOff)
             .join(Competition, Competition.id == CallOff.competition_id)
+            .join(Lot, Lot.id == Competition.lot_id)
+            .join(Agreement, Agreement.id == Lot.agreement_id)
             .join(Buyer, Buyer.id == CallOff.buyer_organisation_id)
             .join(Supplier, Supplier.id == CallOff.supplier_organisation_id)
-            .where(*_within(CallOff.created_at, filters))
-            .order_by(CallOff.created_at, CallOff.id))
+            .where(*_within(CallOff.created_at, filters), *_of_agreement(filters))
+            .order_by(*order_by, CallOff.created_at, CallOff.id))
 
 
 # Transparency Code: invitations to tender over £5,000 --------------------------------------------
@@ -207,6 +230,8 @@ TENDER_COLUMNS = (
     Column("Reference"), Column("Title"), Column("Description"), Column("Department"),
     Column("Start date", "date"), Column("End date", "date"), Column("Review date", "date"),
     Column("Estimated value", "money"), Column("Lot"), Column("Status"),
+    # Not one of the Code's columns: after all of them, so the Code's layout is unchanged.
+    Column("Agreement reference"),
 )
 
 
@@ -214,24 +239,25 @@ def _tenders(filters: Filters) -> Select:
     return (select(Competition.reference, Competition.title, Competition.description, Buyer.name,
                    Competition.published_at, Competition.tender_deadline, Competition.estimated_value_pence,
                    Lot.number, Lot.title, Competition.cancelled_at, Competition.closed_without_award_at,
-                   Award.id, Award.confirmed_at)
+                   Award.id, Award.confirmed_at, Agreement.reference)
             .select_from(Competition)
             .join(Buyer, Buyer.id == Competition.buyer_organisation_id)
             .join(Lot, Lot.id == Competition.lot_id)
+            .join(Agreement, Agreement.id == Lot.agreement_id)
             .outerjoin(Award, Award.competition_id == Competition.id)
             .where(Competition.published_at.is_not(None),
                    Competition.estimated_value_pence > TRANSPARENCY_OVER_PENCE,
-                   *_within(Competition.published_at, filters))
+                   *_within(Competition.published_at, filters), *_of_agreement(filters))
             .order_by(Competition.published_at, Competition.id))
 
 
 def tender_rows(filters: Filters) -> Iterator[tuple]:
     now = clock.now()
     for (reference, title, description, buyer, published_at, deadline, value, lot_number, lot_title,
-         cancelled_at, no_award_at, award_id, confirmed_at) in _stream(_tenders(filters)):
+         cancelled_at, no_award_at, award_id, confirmed_at, agreement) in _stream(_tenders(filters)):
         yield (reference, title, description, buyer, london_day(published_at), london_day(deadline), None,
                value, _lot(lot_number, lot_title),
-               _tender_status(now, deadline, cancelled_at, no_award_at, award_id, confirmed_at))
+               _tender_status(now, deadline, cancelled_at, no_award_at, award_id, confirmed_at), agreement)
 
 
 TRANSPARENCY_TENDERS = Table(
@@ -240,7 +266,8 @@ TRANSPARENCY_TENDERS = Table(
     description=("Local Government Transparency Code 2015, quarterly: every mini-competition published in the "
                  "period (by its publication date, UK time) with an estimated value over £5,000 including VAT. "
                  "Start date is the date it was published, end date the tender deadline. No review date is "
-                 "recorded for a mini-competition, so that column is empty."),
+                 "recorded for a mini-competition, so that column is empty. The last column, after the Code's, is the "
+                 "reference of the agreement the mini-competition was run under."),
     sheet="Transparency tenders",
     columns=TENDER_COLUMNS,
     rows=tender_rows,
@@ -256,6 +283,8 @@ CONTRACT_COLUMNS = (
     Column("Supplier address"), Column("Total value (including VAT)", "money"),
     Column("Irrecoverable VAT", "money"), Column("Start date", "date"), Column("End date", "date"),
     Column("Review date", "date"), Column("Procurement route"), Column("SME", "bool"), Column("VCSE", "bool"),
+    # Not one of the Code's columns: after all of them, so the Code's layout is unchanged.
+    Column("Agreement reference"),
 )
 
 
@@ -265,17 +294,17 @@ def _contracts(filters: Filters) -> Select:
         Supplier.registration_number, Supplier.identifier_scheme, Supplier.identifier_id, Supplier.legal_form,
         Supplier.address_line_1, Supplier.address_line_2, Supplier.town, Supplier.postcode,
         CallOff.value_pence, CallOff.irrecoverable_vat_pence, CallOff.starts_on, CallOff.ends_on,
-        Supplier.size, Supplier.is_vcse, filters=filters,
+        Supplier.size, Supplier.is_vcse, Agreement.reference, filters=filters,
     ).where(CallOff.value_pence > TRANSPARENCY_OVER_PENCE)
 
 
 def contract_rows(filters: Filters) -> Iterator[tuple]:
     for (reference, title, buyer, description, supplier, registration, scheme, identifier, legal_form,
          line_1, line_2, town, postcode, value, irrecoverable_vat, starts_on, ends_on, size,
-         vcse) in _stream(_contracts(filters)):
+         vcse, agreement) in _stream(_contracts(filters)):
         yield (reference, title, buyer, description, supplier, registration, _identifier(scheme, identifier),
                _address(legal_form, line_1, line_2, town, postcode), value, irrecoverable_vat, starts_on,
-               ends_on, None, PROCUREMENT_ROUTE, _sme(size), vcse)
+               ends_on, None, PROCUREMENT_ROUTE, _sme(size), vcse, agreement)
 
 
 TRANSPARENCY_CONTRACTS = Table(
@@ -285,7 +314,8 @@ TRANSPARENCY_CONTRACTS = Table(
                  "period (the day its award was confirmed, UK time) worth over £5,000 including VAT. All came "
                  "from a tender (a mini-competition), none from a quote. The supplier's address is left out for "
                  "sole traders and partnerships, where it may be a home. No review date is recorded for a "
-                 "call-off, so that column is empty."),
+                 "call-off, so that column is empty. The last column, after the Code's, is the reference of the "
+                 "agreement the call-off was made under."),
     sheet="Transparency contracts",
     columns=CONTRACT_COLUMNS,
     rows=contract_rows,
@@ -296,8 +326,8 @@ TRANSPARENCY_CONTRACTS = Table(
 # The contracts register ------------------------------------------------------------------------
 
 REGISTER_COLUMNS = (
-    Column("Reference"), Column("Competition reference"), Column("Title"), Column("Buyer"), Column("Supplier"),
-    Column("Lot"), Column("Budget year"), Column("Programme"), Column("Project"),
+    Column("Agreement"), Column("Reference"), Column("Competition reference"), Column("Title"), Column("Buyer"),
+    Column("Supplier"), Column("Lot"), Column("Budget year"), Column("Programme"), Column("Project"),
     Column("Value (including VAT)", "money"), Column("Irrecoverable VAT", "money"),
     Column("Paid to date", "money"), Column("Remaining", "money"),
     Column("Start date", "date"), Column("End date", "date"),
@@ -309,11 +339,11 @@ REGISTER_COLUMNS = (
 
 def _register(filters: Filters) -> Select:
     return (_call_offs(
-        CallOff.reference, Competition.reference, Competition.title, Buyer.name, Supplier.name, Lot.number,
-        Lot.title, BudgetYear.label, BudgetLine.programme, Allocation.project_title, CallOff.value_pence,
-        CallOff.irrecoverable_vat_pence, CallOff.paid_pence, CallOff.starts_on, CallOff.ends_on,
-        Award.decided_at, CallOff.created_at, Award.standstill_ends_at, Award.not_best_reason, filters=filters)
-        .join(Lot, Lot.id == Competition.lot_id)
+        Agreement.reference, CallOff.reference, Competition.reference, Competition.title, Buyer.name,
+        Supplier.name, Lot.number, Lot.title, BudgetYear.label, BudgetLine.programme, Allocation.project_title,
+        CallOff.value_pence, CallOff.irrecoverable_vat_pence, CallOff.paid_pence, CallOff.starts_on,
+        CallOff.ends_on, Award.decided_at, CallOff.created_at, Award.standstill_ends_at, Award.not_best_reason,
+        filters=filters)
         .join(Award, Award.id == CallOff.award_id)
         .join(Allocation, Allocation.id == CallOff.allocation_id)
         .join(BudgetLine, BudgetLine.id == Allocation.line_id)
@@ -321,11 +351,11 @@ def _register(filters: Filters) -> Select:
 
 
 def register_rows(filters: Filters) -> Iterator[tuple]:
-    for (reference, competition_reference, title, buyer, supplier, lot_number, lot_title, year, programme,
-         project, value, irrecoverable_vat, paid, starts_on, ends_on, decided_at, created_at,
+    for (agreement, reference, competition_reference, title, buyer, supplier, lot_number, lot_title, year,
+         programme, project, value, irrecoverable_vat, paid, starts_on, ends_on, decided_at, created_at,
          standstill_ends_at, not_best_reason) in _stream(_register(filters)):
-        yield (reference, competition_reference, title, buyer, supplier, _lot(lot_number, lot_title), year,
-               programme, project, value, irrecoverable_vat, paid, value - paid, starts_on, ends_on, decided_at,
+        yield (agreement, reference, competition_reference, title, buyer, supplier, _lot(lot_number, lot_title),
+               year, programme, project, value, irrecoverable_vat, paid, value - paid, starts_on, ends_on, decided_at,
                created_at, standstill_ends_at is not None, not_best_reason is not None, not_best_reason)
 
 
@@ -333,8 +363,8 @@ CONTRACTS_REGISTER = Table(
     name="contracts",
     title="Contracts register",
     description=("Every call-off contract entered into in the period (the day its award was confirmed, UK time), "
-                 "with the budget it is charged to, what has been paid and what remains. Over the whole DPS the "
-                 "values add up to the budget's commitments."),
+                 "with the agreement it was made under, the budget it is charged to, what has been paid and what "
+                 "remains. Taken for all agreements, its values add up to the budget's commitments."),
     sheet="Contracts register",
     columns=REGISTER_COLUMNS,
     rows=register_rows,
@@ -345,7 +375,7 @@ CONTRACTS_REGISTER = Table(
 # Contracts Finder due list ---------------------------------------------------------------------
 
 FINDER_COLUMNS = (
-    Column("Reference"), Column("Title"), Column("Buyer"), Column("Supplier"),
+    Column("Agreement"), Column("Reference"), Column("Title"), Column("Buyer"), Column("Supplier"),
     Column("Value (including VAT)", "money"), Column("Date entered into", "date"), Column("Threshold applied"),
     Column("Publish by", "date"),
 )
@@ -358,16 +388,16 @@ def _change_moment() -> datetime:
 def _finder(filters: Filters) -> Select:
     change = _change_moment()
     return _call_offs(
-        CallOff.reference, Competition.title, Buyer.name, Supplier.name, CallOff.value_pence, CallOff.created_at,
-        filters=filters,
+        Agreement.reference, CallOff.reference, Competition.title, Buyer.name, Supplier.name, CallOff.value_pence,
+        CallOff.created_at, filters=filters,
     ).where(or_(and_(CallOff.created_at < change, CallOff.value_pence >= CONTRACTS_FINDER_OLD_PENCE),
                 and_(CallOff.created_at >= change, CallOff.value_pence >= CONTRACTS_FINDER_NEW_PENCE)))
 
 
 def finder_rows(filters: Filters) -> Iterator[tuple]:
-    for reference, title, buyer, supplier, value, created_at in _stream(_finder(filters)):
+    for agreement, reference, title, buyer, supplier, value, created_at in _stream(_finder(filters)):
         day = london_day(created_at)
-        yield (reference, title, buyer, supplier, value, day, _threshold_label(day),
+        yield (agreement, reference, title, buyer, supplier, value, day, _threshold_label(day),
                day + timedelta(days=CONTRACTS_FINDER_PUBLISH_DAYS))
 
 
@@ -390,22 +420,23 @@ CONTRACTS_FINDER = Table(
 # Award notices, grouped quarterly (reg 50) -----------------------------------------------------
 
 NOTICE_COLUMNS = (
-    Column("Quarter"), Column("Send by", "date"), Column("Reference"), Column("Title"), Column("Buyer"),
-    Column("Supplier"), Column("Value (including VAT)", "money"), Column("Date entered into", "date"),
+    Column("Agreement"), Column("Quarter"), Column("Send by", "date"), Column("Reference"), Column("Title"),
+    Column("Buyer"), Column("Supplier"), Column("Value (including VAT)", "money"), Column("Date entered into", "date"),
 )
 
 
 def _notices(filters: Filters) -> Select:
-    return _call_offs(CallOff.reference, Competition.title, Buyer.name, Supplier.name, CallOff.value_pence,
-                      CallOff.created_at, filters=filters)
+    # Each agreement's notices are its own batch (reg 50(4) groups the call-offs under one DPS):
+    # by agreement, then by the moment each was entered into, so by quarter and then date.
+    return _call_offs(Agreement.reference, CallOff.reference, Competition.title, Buyer.name, Supplier.name,
+                      CallOff.value_pence, CallOff.created_at, filters=filters, order_by=(Agreement.reference,))
 
 
 def notice_rows(filters: Filters) -> Iterator[tuple]:
-    # Ordered by the moment each was entered into, so by quarter and then date.
-    for reference, title, buyer, supplier, value, created_at in _stream(_notices(filters)):
+    for agreement, reference, title, buyer, supplier, value, created_at in _stream(_notices(filters)):
         day = london_day(created_at)
-        yield (quarter_label(*quarter_of(day)), award_notice_send_by(day), reference, title, buyer, supplier,
-               value, day)
+        yield (agreement, quarter_label(*quarter_of(day)), award_notice_send_by(day), reference, title, buyer,
+               supplier, value, day)
 
 
 AWARD_NOTICES = Table(
@@ -413,7 +444,8 @@ AWARD_NOTICES = Table(
     title="Award notices by quarter (regulation 50)",
     description=("Every call-off contract entered into in the period, grouped by the calendar quarter of the day it "
                  "was entered into (UK time). Award notices of call-offs under a DPS may be sent in quarterly "
-                 "batches, within 30 days of the end of each quarter: the send-by date."),
+                 "batches, within 30 days of the end of each quarter: the send-by date. Each agreement's call-offs "
+                 "are a batch of their own, listed agreement by agreement."),
     sheet="Award notices",
     columns=NOTICE_COLUMNS,
     rows=notice_rows,
@@ -461,11 +493,13 @@ AUDIT_LOG = Table(
     title="Audit log",
     description=("Every recorded change in the period (by the time it happened, UK time), in the order of the hash "
                  "chain, with each row's previous hash and hash so the chain can be checked again outside the "
-                 "service."),
+                 "service. The chain is one for the whole service, so this export always holds every agreement's "
+                 "events (and those of no agreement), whichever agreement is chosen."),
     sheet="Audit log",
     columns=AUDIT_COLUMNS,
     rows=audit_rows,
     count=lambda filters: _count(_audit(filters)),
+    by_agreement=False,
 )
 
 
@@ -479,7 +513,8 @@ def table(name: str) -> Table:
 
 def _register_csv(t: Table) -> Export:
     return register(Export(name=t.name, title=t.title, description=t.description, extension="csv",
-                           media_type=CSV_MEDIA_TYPE, write=partial(write_table, t), count=t.count))
+                           media_type=CSV_MEDIA_TYPE, write=partial(write_table, t), count=t.count,
+                           by_agreement=t.by_agreement))
 
 
 for _table in TABLES:

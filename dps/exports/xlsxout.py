@@ -8,6 +8,10 @@ Nothing in the data ever becomes a formula or a link: text goes through ``write_
 ``cells.neutralise``, so it stays inert when the sheet is saved as CSV), amounts through
 ``write_number`` in pounds with a £ format, dates as Excel dates; the workbook's own options turn
 off xlsxwriter's guessing of formulas, links and numbers in strings as a second guard.
+
+Taken for one agreement, the workbook holds the sheets that can be split by agreement, each
+holding only that agreement's rows, and leaves the audit log out: it is one chain for the whole
+service and cannot be cut to one agreement (the audit log export has it whole).
 """
 from __future__ import annotations
 
@@ -95,14 +99,30 @@ class _Sheets:
         self.row += 1
 
 
+def tables_for(filters: Filters) -> tuple[Table, ...]:
+    """The sheets of the workbook: every report, or for one agreement those it can be split by."""
+    if filters.agreement is None:
+        return TABLES
+    return tuple(table for table in TABLES if table.by_agreement)
+
+
+def _subject(filters: Filters) -> str:
+    subject = f"Period: {filters.period_label().replace('_', ' ')}"
+    if filters.agreement:
+        subject += f"; agreement: {filters.agreement}"
+    return subject
+
+
 def write_workbook(filters: Filters, out: IO[bytes], progress: Progress = no_progress,
-                   tables: tuple[Table, ...] = TABLES) -> None:
+                   tables: tuple[Table, ...] | None = None) -> None:
+    if tables is None:
+        tables = tables_for(filters)
     with tempfile.TemporaryDirectory(prefix="dps-xlsx-") as folder:
         path = os.path.join(folder, "export.xlsx")
         workbook = xlsxwriter.Workbook(path, {**WORKBOOK_OPTIONS, "tmpdir": folder})
         workbook.set_properties({
             "title": "CCIN Dynamic Purchasing System: reports",
-            "subject": f"Period: {filters.label().replace('_', ' ')}",
+            "subject": _subject(filters),
             "company": "Co-operative Councils' Innovation Network",
             # The service's clock, so a training sandbox's workbook carries its simulated date.
             "created": clock.now().replace(tzinfo=None),
@@ -131,14 +151,15 @@ def write_workbook(filters: Filters, out: IO[bytes], progress: Progress = no_pro
 
 
 def count(filters: Filters) -> int:
-    return sum(table.count(filters) for table in TABLES)
+    return sum(table.count(filters) for table in tables_for(filters))
 
 
 XLSX = register(Export(
     name="xlsx",
     title="All reports (Excel workbook)",
     description=("One workbook with a sheet for each report: Transparency Code tenders and contracts, the contracts "
-                 "register, the Contracts Finder due list, award notices by quarter and the audit log."),
+                 "register, the Contracts Finder due list, award notices by quarter and the audit log. Taken for one "
+                 "agreement, it leaves out the audit log, which covers the whole service."),
     extension="xlsx",
     media_type=XLSX_MEDIA_TYPE,
     write=write_workbook,

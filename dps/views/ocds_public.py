@@ -7,6 +7,10 @@ file is then streamed back 64 KiB at a time, so memory stays flat however large 
 
 These reads are not audit events, unlike a team member taking an export: anyone on the internet
 can call them, as often as they like, and each would add a row to the append-only log.
+
+``?agreement=REF`` narrows a package to one published agreement's DPS process and its
+mini-competitions. A reference that names no published agreement is a 404 naming the parameter,
+the same for a draft's as for one that does not exist, so drafts stay unseen.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from ..database import read_only_transaction
 from ..exports import ExportInvalid, Filters, iter_chunks
 from ..exports.deliver import EARLIEST_DAY, LATEST_DAY
 from ..exports.ocds import NothingToExport, write_package
+from ..services import agreements as agreements_service
 
 bp = Blueprint("ocds", __name__, url_prefix="/ocds")
 
@@ -29,7 +34,10 @@ CACHE_SECONDS = 300
 
 
 class BadParameter(ValueError):
-    pass
+    def __init__(self, message: str, parameter: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.parameter = parameter
+        self.status = status
 
 
 def _day(name: str) -> date | None:
@@ -42,20 +50,34 @@ def _day(name: str) -> date | None:
         day = date.fromisoformat(raw)
     except ValueError:
         raise BadParameter(f"The '{name}' parameter must be a date in the form YYYY-MM-DD, like 2024-04-01 "
-                           f"(it was {raw[:40]!r})") from None
+                           f"(it was {raw[:40]!r})", name) from None
     if not EARLIEST_DAY <= day <= LATEST_DAY:
         # Also keeps "the day after" (Filters.end_utc) a real date: 9999-12-31 has none.
         raise BadParameter(f"The '{name}' parameter must be a date between {EARLIEST_DAY.isoformat()} and "
-                           f"{LATEST_DAY.isoformat()}")
+                           f"{LATEST_DAY.isoformat()}", name)
     return day
 
 
-def _filters() -> Filters:
+def _agreement() -> str | None:
+    """The reference of the published agreement ``?agreement=`` names (any case), or None for all."""
+    raw = (request.args.get("agreement") or "").strip()
+    if not raw:
+        return None
+    found = agreements_service.by_reference(raw) if len(raw) <= 50 else None
+    if found is None or found.published_at is None:
+        # Not found, rather than a bad request: the parameter is well formed, but names nothing
+        # published (a draft's reference reads exactly like an unknown one).
+        raise BadParameter(f"The 'agreement' parameter must be the reference of a published agreement, like "
+                           f"CCIN-DPS-2020: no published agreement has the reference {raw[:50]!r}", "agreement", 404)
+    return found.reference
+
+
+def _period() -> Filters:
     start, end = _day("from"), _day("to")
     try:
         return Filters(start, end)
     except ValueError as exc:
-        raise BadParameter(f"The 'to' date must be the same as or after the 'from' date ({exc})") from None
+        raise BadParameter(f"The 'to' date must be the same as or after the 'from' date ({exc})", "to") from None
 
 
 def _error(status: int, message: str, field: str | None = None) -> Response:
@@ -70,15 +92,18 @@ def _error(status: int, message: str, field: str | None = None) -> Response:
 
 def _serve(kind: str) -> Response:
     try:
-        filters = _filters()
+        filters = _period()
     except BadParameter as exc:
-        field = "to" if "'to'" in str(exc) else "from" if "'from'" in str(exc) else None
-        return _error(400, str(exc), field)
+        return _error(exc.status, str(exc), exc.parameter)
     tmp = tempfile.TemporaryFile(prefix=f"dps-ocds-public-{kind}-")
     try:
         with read_only_transaction():  # on SQLite, never holds up the site's writers
+            filters = Filters(filters.start, filters.end, _agreement())
             write_package(kind, filters, tmp, public=True)
         tmp.flush()
+    except BadParameter as exc:
+        tmp.close()
+        return _error(exc.status, str(exc), exc.parameter)
     except NothingToExport as exc:
         tmp.close()
         return _error(404, exc.message)

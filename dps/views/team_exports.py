@@ -4,6 +4,10 @@ Taking an export is recorded in the audit log, a change of state, so the downloa
 POST with the CSRF token; the page is a GET that changes nothing. The export is written in full
 to a temporary file and checked before the audit event is committed and the file streamed: an
 export that fails its checks hands out nothing and is not recorded as taken.
+
+Every export but the audit log can be taken for one agreement (the "Agreement" select: all
+published agreements, or one; drafts are never offered, nor exported). The audit log is one hash
+chain for the whole service: it is always taken whole, and its audit event records that.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from datetime import date
 from flask import abort, current_app, render_template, request
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from govuk_frontend_wtf.wtforms_widgets import GovDateInput
+from govuk_frontend_wtf.wtforms_widgets import GovDateInput, GovSelect
 from sqlalchemy import func, select
+from wtforms import SelectField
 from wtforms.validators import ValidationError
 
 from .. import clock
@@ -22,6 +27,7 @@ from ..exports import Export, ExportInvalid, Filters, NothingToExport, all_expor
 from ..extensions import db
 from ..forms import LondonDateField
 from ..models import Agreement
+from ..services import agreements as agreements_service
 from .team import bp
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -34,16 +40,37 @@ def _in_range(form, field) -> None:
                               f"and {deliver.LATEST_DAY.year}")
 
 
-class ExportPeriodForm(FlaskForm):
-    """The period every export on the page covers. Both dates may be left out (everything)."""
+ALL_AGREEMENTS = ""
 
+
+class ExportPeriodForm(FlaskForm):
+    """The period every export on the page covers, and the agreement. Both dates may be left out
+    (everything); the agreement defaults to all published agreements."""
+
+    agreement = SelectField("Agreement", widget=GovSelect(), default=ALL_AGREEMENTS, validate_choice=False)
     # No Optional(): it would discard "Enter a real date" when only the day box is empty.
     date_from = LondonDateField("From", widget=GovDateInput(), format="%d %m %Y", validators=[_in_range])
     date_to = LondonDateField("To", widget=GovDateInput(), format="%d %m %Y", validators=[_in_range])
 
+    def __init__(self, *args, agreements: list[Agreement], **kwargs):
+        super().__init__(*args, **kwargs)
+        # Published agreements only: a draft is never exported, so never offered.
+        self.agreement.choices = [(ALL_AGREEMENTS, "All agreements")] + [
+            (a.reference, f"{a.reference}: {a.title}") for a in agreements]
+
+    def validate_agreement(self, field) -> None:
+        # Not WTForms' own choice check: its "Not a valid choice" does not say what to do. An
+        # unknown reference, a draft's, or a tampered value all read the same.
+        if (field.data or ALL_AGREEMENTS) not in {value for value, _ in field.choices}:
+            raise ValidationError("Choose an agreement from the list, or All agreements")
+
     def validate_date_to(self, field) -> None:
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The ‘to’ date must be the same as or after the ‘from’ date")
+
+    @property
+    def chosen_agreement(self) -> str | None:
+        return self.agreement.data or None
 
 
 @dataclass(frozen=True)
@@ -102,13 +129,17 @@ def _page(form: ExportPeriodForm, http_status: int = 200, failure: tuple[Export,
 
 @bp.route("/exports")
 def exports():
-    form = ExportPeriodForm(formdata=None)
-    # ?quarter=2024-Q2 fills the dates in (a shortcut; it changes nothing).
+    form = ExportPeriodForm(formdata=None, agreements=agreements_service.published_agreements())
+    # ?quarter=2024-Q2 fills the dates in and ?agreement=REF chooses the agreement (shortcuts;
+    # they change nothing, and one that names nothing offered is ignored).
     chosen = request.args.get("quarter")
     quarters = _quarters()
     for quarter in quarters:
         if quarter.code == chosen:
             form.date_from.data, form.date_to.data = quarter.start, quarter.end
+    wanted = (request.args.get("agreement") or "").strip().upper()
+    if wanted in {value for value, _ in form.agreement.choices}:
+        form.agreement.data = wanted
     return _page(form, quarters=quarters)
 
 
@@ -117,16 +148,19 @@ def take_export(name: str):
     export = next((e for e in _available() if e.name == name), None)
     if export is None:
         abort(404)  # unknown, or not for this role: nothing to say either way
-    form = ExportPeriodForm()
+    form = ExportPeriodForm(agreements=agreements_service.published_agreements())
     if not form.validate_on_submit():
         return _page(form, 400)
-    filters = Filters(form.date_from.data, form.date_to.data)
+    # The audit log is taken whole whichever agreement is chosen (the page says so): its event
+    # records the filters it was actually taken with.
+    filters = export.applicable(Filters(form.date_from.data, form.date_to.data, form.chosen_agreement))
     try:
         tmp = deliver.produce(export, filters)
     except NothingToExport as exc:
         db.session.rollback()
         # The period chosen holds nothing this format can carry: say so next to the period.
-        form.date_from.errors = [*form.date_from.errors, f"{exc.message}: choose another period"]
+        advice = "choose another period or agreement" if filters.agreement else "choose another period"
+        form.date_from.errors = [*form.date_from.errors, f"{exc.message}: {advice}"]
         return _page(form, 400)
     except ExportInvalid as exc:
         db.session.rollback()
