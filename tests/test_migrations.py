@@ -55,7 +55,7 @@ def test_the_administration_migration_carries_a_working_dps_down_and_up_again(da
             db.session.commit()
             downgrade(revision="8cbfe4562bd1")
             legal = db.session.execute(text("SELECT legal_regime FROM agreements")).scalars().all()
-            assert legal and all(value.startswith("Public Contracts Regulations 2015") for value in legal)
+            assert "Public Contracts Regulations 2015, regulation 34" in legal
             db.session.commit()
             upgrade()
             command.check(migrate.get_config())
@@ -63,6 +63,8 @@ def test_the_administration_migration_carries_a_working_dps_down_and_up_again(da
             assert after == before
             # What 0005 makes of existing data: the installation, and the version applications answered.
             assert db.session.get(Installation, 1).accountable_body.name == "Oldham Council"
+            regimes = set(db.session.scalars(text("SELECT regime FROM agreements")))
+            assert "pcr2015_dps" in regimes and regimes <= {"pcr2015_dps", "pa2023_dynamic_market"}
             versions = set(db.session.scalars(select(QuestionnaireVersion.version)))
             assert versions >= set(db.session.scalars(select(Application.questionnaire_version).distinct()))
             assert db.session.scalar(select(func.count()).select_from(QuestionnaireVersion)
