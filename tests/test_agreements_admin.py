@@ -235,6 +235,7 @@ def test_the_agreements_list_costs_the_same_queries_for_two_agreements_and_eight
         page = _text(team.get("/team/agreements"))
     assert "CCIN-X-5" in page
     assert few() == many()
+    assert re.search(r'<a class="govuk-link" href="/team/agreements/\d+">CCIN Dynamic Purchasing System</a>', page)
 
 
 def test_the_public_list_shows_open_upcoming_and_closed_agreements_with_their_dates(app, client):

@@ -181,6 +181,8 @@ def test_affiliates_and_opposition_groups_are_told_why_they_cannot_buy(app, fact
     listing = browser.get("/buyer/competitions")
     assert listing.status_code == 200
     assert "You cannot run mini-competitions" in text(listing) and reason in text(listing)
+    # The banner's markup is rendered, not shown as text.
+    assert '<p class="govuk-notification-banner__heading">You cannot run mini-competitions</p>' in text(listing)
     assert "Create a mini-competition" not in text(listing)
 
     new = browser.get("/buyer/competitions/new")
