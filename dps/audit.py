@@ -1,8 +1,10 @@
 """Writing and verifying the hash-chained audit log (DESIGN 5).
 
-Each row's hash covers its own fields and the previous row's hash. Rows are appended under a
-lock so that two writers never read the same "previous" row: on PostgreSQL a transaction-scoped
-advisory lock, on SQLite the database write lock that every transaction takes (BEGIN IMMEDIATE).
+Each row's hash covers its own fields and the previous row's hash. A transaction's events are
+appended just before it commits, under a lock so that two writers never read the same "previous"
+row: on PostgreSQL a transaction-scoped advisory lock, taken after every other change of the
+transaction is flushed and held only for the append and the commit; on SQLite the database
+write lock that every transaction takes (BEGIN IMMEDIATE).
 """
 from __future__ import annotations
 
@@ -67,48 +69,68 @@ def _hash_of(event: AuditEvent) -> str:
     )
 
 
-def _lock_chain() -> None:
-    _take_write_lock(db.session())
+_PENDING = "dps_pending_audit"
 
 
-_LOCKED = "dps_write_lock_held"
+def _pending(session: Session) -> list[tuple[AuditEvent, object]]:
+    return session.info.setdefault(_PENDING, [])
 
 
-def _take_write_lock(session: Session) -> None:
-    """PostgreSQL: take the audit chain's advisory lock, once per transaction.
+def _lock_chain(session: Session) -> None:
+    """PostgreSQL: take the audit chain's advisory lock until the transaction ends. SQLite needs
+    nothing: every transaction began with BEGIN IMMEDIATE and already holds the write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
 
-    Every write transaction takes it before its first write (see the listeners below), so all
-    writers lock in one order, audit lock first, then rows, and cannot deadlock each other.
-    SQLite needs nothing: every transaction begins with BEGIN IMMEDIATE, the same idea."""
-    if session.info.get(_LOCKED):
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    """Append the transaction's audit events to the chain, at the very end of the transaction.
+
+    The order is what keeps writers on many hosts from deadlocking or queueing for long: first
+    every other change is flushed (taking whatever row locks it needs, without holding the
+    chain's lock); only then is the chain's lock taken, the last hash read and the events
+    inserted, which waits on no row; the commit that follows releases the lock. So a transaction
+    holding the chain's lock never waits for one that does not, and holds it for milliseconds."""
+    if session.in_nested_transaction():
+        return  # a savepoint being released: its events stay pending in the outer transaction
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    session.flush()
+    _lock_chain(session)
+    prev = session.execute(
+        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).scalar_one_or_none() or GENESIS_HASH
+    for row, _transaction in pending:
+        row.prev_hash = prev
+        row.hash = _hash_of(row)
+        prev = row.hash
+        session.add(row)
+    session.flush()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction) -> None:
+    """Events recorded inside a transaction (or savepoint) that rolled back never happened."""
+    pending = session.info.get(_PENDING)
+    if not pending:
         return
-    session.info[_LOCKED] = True
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
 
+    def inside(transaction) -> bool:
+        while transaction is not None:
+            if transaction is previous_transaction:
+                return True
+            transaction = transaction.parent
+        return False
 
-@event.listens_for(Session, "do_orm_execute")
-def _lock_before_bulk_write(state) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
-        _take_write_lock(state.session)
-
-
-@event.listens_for(Session, "before_flush")
-def _lock_before_flush(session: Session, _context, _instances) -> None:
-    if session.new or session.dirty or session.deleted:
-        _take_write_lock(session)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_lock(session: Session, transaction) -> None:
-    if transaction.parent is None:  # the outermost transaction: the advisory lock went with it
-        session.info.pop(_LOCKED, None)
+    session.info[_PENDING] = [(row, transaction) for row, transaction in pending if not inside(transaction)]
 
 
 def record(action: str, object_type: str, object_id: Any = None, data: dict | None = None, *,
            actor=None, organisation_id: int | None = None, actor_label: str | None = None) -> AuditEvent:
-    """Append one event in the caller's transaction. ``actor`` defaults to the signed-in user."""
+    """Record one event in the caller's transaction: written to the chain when it commits, and
+    forgotten if it rolls back. ``actor`` defaults to the signed-in user."""
     if actor is None and has_request_context() and current_user and current_user.is_authenticated:
         actor = current_user._get_current_object()
     if actor is not None:
@@ -120,13 +142,9 @@ def record(action: str, object_type: str, object_id: Any = None, data: dict | No
         label = actor_label or "system"
         user_id = None
     ip = request.remote_addr if has_request_context() else None
-
-    _lock_chain()
-    prev = db.session.execute(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ).scalar_one_or_none() or GENESIS_HASH
-    # Microsecond precision survives both databases; the hash is over the stored value.
-    event = AuditEvent(
+    session = db.session()
+    # The moment of the change itself; the chain's order is the order of commits.
+    row = AuditEvent(
         occurred_at=clock.now(),
         actor_user_id=user_id,
         actor_label=label,
@@ -136,12 +154,9 @@ def record(action: str, object_type: str, object_id: Any = None, data: dict | No
         object_id=None if object_id is None else str(object_id),
         data=_canonical(data or {}),
         ip_address=ip,
-        prev_hash=prev,
     )
-    event.hash = _hash_of(event)
-    db.session.add(event)
-    db.session.flush()
-    return event
+    _pending(session).append((row, session.get_nested_transaction() or session.get_transaction()))
+    return row
 
 
 @dataclass

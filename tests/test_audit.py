@@ -28,13 +28,12 @@ def events(app) -> list[AuditEvent]:
 
 
 def record_events(app, n: int, action: str = "test.event") -> list[int]:
-    ids = []
     with app.app_context():
-        for i in range(n):
-            event = audit.record(action, "thing", i, {"n": i, "note": f"event {i}"}, actor_label="test")
-            ids.append(event.id)
+        events = [audit.record(action, "thing", i, {"n": i, "note": f"event {i}"}, actor_label="test")
+                  for i in range(n)]
+        assert all(event.id is None for event in events)  # appended to the chain at commit, not before
         db.session.commit()
-    return ids
+        return [event.id for event in events]
 
 
 def verify(app) -> audit.Verification:

@@ -26,16 +26,13 @@ def body(response) -> str:
 def add_events(app, n: int, *, action: str = "test.event", object_type: str = "thing", organisation_id=None,
                at: str | None = None, data=None) -> list[int]:
     """``n`` events through audit.record, optionally at a given UK time."""
-    ids = []
     with app.app_context():
         if at is not None:
             clock.set_simulated(clock.parse_london(at), frozen=True)
-        for i in range(n):
-            event = audit.record(action, object_type, i + 1, data if data is not None else {"n": i},
-                                 actor_label="tester", organisation_id=organisation_id)
-            ids.append(event.id)
-        db.session.commit()
-    return ids
+        events = [audit.record(action, object_type, i + 1, data if data is not None else {"n": i},
+                               actor_label="tester", organisation_id=organisation_id) for i in range(n)]
+        db.session.commit()  # the events are appended to the chain, and get their ids, at commit
+        return [event.id for event in events]
 
 
 def all_ids(app, *conditions) -> list[int]:

@@ -199,3 +199,82 @@ def test_concurrent_confirmations_never_exceed_the_allocation(app, factory, data
         assert sorted(a.id for a in confirmed) == sorted(row.award_id for row in rows)
         # Every process appended to the one audit chain, in order.
         assert audit.verify_chain().ok
+
+
+TEAM_CHANGES = 12
+
+
+def _post(port: int, path: str, cookie: str, fields: dict, start: threading.Barrier) -> tuple[int, str, str]:
+    body = urllib.parse.urlencode(fields)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+    try:
+        start.wait(timeout=REQUEST_SECONDS)
+        connection.request("POST", path, body=body, headers={
+            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location") or "", response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def test_confirmations_and_the_teams_budget_changes_at_once_never_fail_or_overspend(app, factory, database_url,
+                                                                                    tmp_path):
+    """Buyers confirm awards while the DPS team changes the same allocation's amount and its
+    line's total: different kinds of request on the same rows, at the same moment. None may fail
+    (no 5xx: no deadlock between them), and every level must hold, counted from the rows."""
+    world = _build(app, factory)
+    team = factory.user("dps_admin", email="team@dps.example.org")
+    with app.app_context():
+        line_id = db.session.get(Allocation, world["allocation"]).line_id
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "gunicorn.log"
+    server = _start_server(app, database_url, port, log_path)
+    try:
+        _wait_until_serving(server, base, log_path)
+        buyer, buyer_jar = _sign_in(base, world["buyer"]["email"])
+        tokens = {}
+        for competition_id in world["competitions"]:
+            with buyer.open(f"{base}/buyer/competitions/{competition_id}/evaluation", timeout=10) as response:
+                tokens[competition_id] = _csrf(response.read().decode())
+        staff, staff_jar = _sign_in(base, team["email"])
+        with staff.open(f"{base}/team/budget/allocations/{world['allocation']}", timeout=10) as response:
+            team_token = _csrf(response.read().decode())
+        buyer_cookie = "; ".join(f"{c.name}={c.value}" for c in buyer_jar)
+        team_cookie = "; ".join(f"{c.name}={c.value}" for c in staff_jar)
+        requests = [(f"/buyer/competitions/{cid}/award/confirm", buyer_cookie, {"csrf_token": tokens[cid]})
+                    for cid in world["competitions"]]
+        for n in range(TEAM_CHANGES):
+            if n % 2:
+                requests.append((f"/team/budget/lines/{line_id}/total", team_cookie,
+                                 {"csrf_token": team_token, "total": ("12,000", "10,000", "9,000")[n % 3]}))
+            else:
+                requests.append((f"/team/budget/allocations/{world['allocation']}/amount", team_cookie,
+                                 {"csrf_token": team_token, "amount": ("8,500", "7,500", "9,500")[n % 3]}))
+        start = threading.Barrier(len(requests))
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            futures = [pool.submit(_post, port, path, cookie, fields, start) for path, cookie, fields in requests]
+            responses = [f.result(timeout=REQUEST_SECONDS) for f in futures]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+    statuses = [status for status, _, _ in responses]
+    assert all(status in (302, 400) for status in statuses), (statuses, log_path.read_text(errors="replace")[-3000:])
+    assert "Traceback" not in log_path.read_text(errors="replace")
+    with app.app_context():
+        from dps.models import BudgetLine
+
+        allocation = db.session.get(Allocation, world["allocation"])
+        line = db.session.get(BudgetLine, line_id)
+        call_offs = db.session.scalars(select(CallOff).where(CallOff.allocation_id == allocation.id)).all()
+        assert sum(c.value_pence for c in call_offs) == allocation.committed_pence <= allocation.amount_pence
+        allocations = db.session.scalars(select(Allocation).where(Allocation.line_id == line.id)).all()
+        assert sum(a.amount_pence for a in allocations) == line.allocated_pence <= line.total_pence
+        assert len(call_offs) == sum(1 for status, location, _ in responses[:AWARDS]
+                                     if status == 302 and "/buyer/call-offs/" in location)
+        assert audit.verify_chain().ok
