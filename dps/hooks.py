@@ -26,10 +26,12 @@ NAVIGATION = {
     "buyer": [("Your organisation", "buyers.dashboard"), ("Mini-competitions", "buyers.competitions_list"),
               ("Call-offs", "buyers.call_offs"), ("Budget", "buyers.budget"), ("Colleagues", "buyers.colleagues")],
     "dps_admin": [("DPS team", "team.dashboard"), ("Applications", "team.applications"),
-                  ("Suppliers", "team.suppliers"), ("Budget", "team.budget"), ("Accounts", "team.users"),
-                  ("Audit log", "team.audit_log"), ("Exports", "team.exports"), ("Clock", "team.clock")],
+                  ("Suppliers", "team.suppliers"), ("Agreements", "team.agreements"), ("Members", "team.members"),
+                  ("Budget", "team.budget"), ("Accounts", "team.users"), ("Audit log", "team.audit_log"),
+                  ("Exports", "team.exports"), ("Clock", "team.clock")],
     "auditor": [("Audit", "team.dashboard"), ("Applications", "team.applications"), ("Suppliers", "team.suppliers"),
-                ("Budget", "team.budget"), ("Audit log", "team.audit_log"), ("Exports", "team.exports")],
+                ("Agreements", "team.agreements"), ("Members", "team.members"), ("Budget", "team.budget"),
+                ("Audit log", "team.audit_log"), ("Exports", "team.exports")],
 }
 
 
@@ -46,6 +48,16 @@ def load_user(user_id: str) -> User | None:
     if user is None or not user.active or user.session_version != version:
         return None
     return user
+
+
+def _accountable_body_name() -> str | None:
+    """For the footer: who runs the service (read when the footer is drawn, once a request)."""
+    if "dps_accountable_body" not in g:
+        from .services.installation import accountable_body
+
+        body = accountable_body()
+        g.dps_accountable_body = body.name if body is not None else None
+    return g.dps_accountable_body
 
 
 def register(app: Flask) -> None:
@@ -116,4 +128,5 @@ def register(app: Flask) -> None:
             "clock_simulated": simulated,
             "clock_now": clock.now() if simulated else None,
             "service_name": "CCIN Dynamic Purchasing System",
+            "accountable_body_name": _accountable_body_name,
         }

@@ -53,6 +53,13 @@ def main() -> None:
         team.screenshot(path=str(OUT / "team-budget.png"))
         team.goto(f"{args.base}/team/exports")
         team.screenshot(path=str(OUT / "team-exports.png"))
+        team.goto(f"{args.base}/team/agreements")
+        team.screenshot(path=str(OUT / "team-agreements.png"))
+        team.goto(f"{args.base}/team/agreements")
+        team.click("text=CCIN Dynamic Purchasing System 2020 to 2025")
+        team.screenshot(path=str(OUT / "team-agreement.png"), full_page=True)
+        team.goto(f"{args.base}/team/members")
+        team.screenshot(path=str(OUT / "team-members.png"))
 
         auditor = browser.new_page(viewport={"width": 1100, "height": 1400})
         sign_in(auditor, args, "auditor@dps.example.org")
@@ -63,7 +70,7 @@ def main() -> None:
 
         supplier = browser.new_page(viewport={"width": 1100, "height": 900})
         sign_in(supplier, args, "olivia@tidewell.example.org")
-        supplier.goto(f"{args.base}/dps/suppliers")
+        supplier.goto(f"{args.base}/agreements/CCIN-DPS-2020/suppliers")
         supplier.screenshot(path=str(OUT / "who-is-on-the-dps.png"))
         browser.close()
 
