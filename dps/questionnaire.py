@@ -503,10 +503,21 @@ def _read(text: str) -> tuple[dict, list[str]]:
     return raw, checker.problems
 
 
+# Every questionnaire asks the exclusion grounds of reg 57 in these sections: a renewed
+# self-declaration (reg 34) asks them again, read from the version the supplier is on.
+REQUIRED_SECTIONS = ("mandatory_exclusion", "discretionary_exclusion")
+
+
 def problems_in(text: str) -> list[str]:
     """Everything wrong with a questionnaire's YAML text, each naming its line and question id
     where it can; [] when it can be published."""
-    return _read(text)[1]
+    raw, problems = _read(text)
+    if not problems:
+        have = {section["id"] for section in raw["sections"]}
+        problems += [f"The questionnaire has no section {needed!r}: every version asks the exclusion grounds "
+                     "there, and renewed self-declarations ask them again" for needed in REQUIRED_SECTIONS
+                     if needed not in have]
+    return problems
 
 
 def parse(text: str, expected_version: str | None = None) -> Questionnaire:

@@ -592,3 +592,15 @@ def test_an_application_keeps_its_version_when_a_new_one_is_published(app, facto
         db.session.commit()
         with pytest.raises(ServiceError, match="Applications answer version ccin-sq-2025-02"):
             questionnaires.delete_draft(None, v3)
+
+
+def test_a_version_without_the_exclusion_grounds_is_refused_naming_the_section():
+    from dps import questionnaire
+
+    text = questionnaire.shipped_text("ccin-sq-2020-04")
+    start = text.index("  - id: discretionary_exclusion")
+    end = text.index("  - id: economic_financial")
+    problems = questionnaire.problems_in(text[:start] + text[end:])
+    assert problems == ["The questionnaire has no section 'discretionary_exclusion': every version asks the "
+                        "exclusion grounds there, and renewed self-declarations ask them again"]
+    assert questionnaire.problems_in(text) == []

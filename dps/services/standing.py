@@ -27,7 +27,7 @@ from .questionnaires import current_for
 
 RENEWAL_WORKING_DAYS = 5
 # The parts of the questionnaire a renewed self-declaration asks again: the exclusion grounds.
-DECLARATION_SECTIONS: tuple[str, ...] = ("mandatory_exclusion", "discretionary_exclusion")
+DECLARATION_SECTIONS: tuple[str, ...] = questionnaire.REQUIRED_SECTIONS
 # Same limit as an application's long answers.
 TEXT_LIMIT = 10_000
 # Arbitrary constant naming "renewal requests" among PostgreSQL advisory locks (the audit chain
