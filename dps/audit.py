@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,9 @@ def _hash_of(event: AuditEvent) -> str:
 
 
 _PENDING = "dps_pending_audit"
+_LOCKED_AT = "dps_chain_locked_at"
+# At DEBUG, how long each transaction held the chain's lock (scripts/benchmark_awards.py reads it).
+_lock_log = logging.getLogger("dps.audit.lock")
 
 
 def _pending(session: Session) -> list[tuple[AuditEvent, object]]:
@@ -99,6 +104,7 @@ def _append_pending(session: Session) -> None:
         return
     session.flush()
     _lock_chain(session)
+    session.info[_LOCKED_AT] = time.perf_counter()
     prev = session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
     ).scalar_one_or_none() or GENESIS_HASH
@@ -110,9 +116,18 @@ def _append_pending(session: Session) -> None:
     session.flush()
 
 
+@event.listens_for(Session, "after_commit")
+def _lock_released(session: Session) -> None:
+    locked_at = session.info.pop(_LOCKED_AT, None)
+    if locked_at is not None and _lock_log.isEnabledFor(logging.DEBUG):
+        _lock_log.debug("audit chain lock held %.3f ms", (time.perf_counter() - locked_at) * 1000)
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back(session: Session, previous_transaction) -> None:
     """Events recorded inside a transaction (or savepoint) that rolled back never happened."""
+    if previous_transaction.parent is None:
+        session.info.pop(_LOCKED_AT, None)
     pending = session.info.get(_PENDING)
     if not pending:
         return
