@@ -234,6 +234,7 @@ def test_who_is_on_lists_admitted_suppliers_with_their_details(app, client, fact
     _supplier(app, factory, "Suspended Partners", (1,), legal_form="partnership", status="suspended")
     _supplier(app, factory, "Removed Trader", (2,), legal_form="sole_trader", status="removed")
 
+    # The page shows the lots with their counts, then one lot's suppliers (the first, unless asked).
     response = client.get("/agreements/CCIN-DPS-2020/suppliers")
     assert response.status_code == 200
     page = _text(response)
@@ -242,19 +243,29 @@ def test_who_is_on_lists_admitted_suppliers_with_their_details(app, client, fact
     assert "Removed Trader" not in page
     assert "3 suppliers are on the DPS" in page
 
-    lot1, lot2, lot3 = (page.split('id="lot-')[i] for i in (1, 2, 3))
+    # The lots, each with its count; the old anchors (#lot-1) land on the lot's link.
+    summary = page.split('id="lot-')
+    assert [part.split("</tr>")[0].split('numeric">')[1].split("<")[0] for part in summary[1:4]] == ["2", "2", "0"]
+    assert 'href="/agreements/CCIN-DPS-2020/suppliers?lot=2"' in summary[2]
+
+    lot1 = page.split('id="suppliers"')[1]
     assert "2 suppliers on this lot" in lot1
     assert lot1.index("Aardvark Consulting Ltd") < lot1.index("Zebra Research CIC")
+    assert "Meadow Co-operative" not in lot1
     assert "Community interest company (CIC)" in lot1 and "Micro" in lot1
     assert "Company" in lot1 and "Medium" in lot1
+
+    lot2 = _text(client.get("/agreements/CCIN-DPS-2020/suppliers?lot=2")).split('id="suppliers"')[1]
     assert "2 suppliers on this lot" in lot2
     assert "Co-operative society" in lot2 and "Small" in lot2
+    assert "Aardvark Consulting Ltd" not in lot2 and "Removed Trader" not in lot2
+    lot3 = _text(client.get("/agreements/CCIN-DPS-2020/suppliers?lot=3")).split('id="suppliers"')[1]
     assert "There are no suppliers on this lot." in lot3
     assert "<table" not in lot3
 
     # Accessible tables: a caption, column headers with scope, each row headed by the supplier.
     assert '<caption class="govuk-table__caption govuk-visually-hidden">Suppliers on lot 1</caption>' in page
-    assert page.count('scope="col"') == 8
+    assert lot1.count('scope="col"') == 4
     assert '<th scope="row" class="govuk-table__header">Aardvark Consulting Ltd</th>' in page
     # VCSE yes/no, in the row of each supplier.
     aardvark_row = lot1.split("Aardvark Consulting Ltd")[1].split("</tr>")[0]
@@ -264,9 +275,10 @@ def test_who_is_on_lists_admitted_suppliers_with_their_details(app, client, fact
 
 def test_every_lot_says_so_when_it_has_no_suppliers(app, client):
     _dps(app)
-    page = _text(client.get("/agreements/CCIN-DPS-2020/suppliers"))
-    assert page.count("There are no suppliers on this lot.") == len(LOTS)
-    assert "0 suppliers are on the DPS" in page
+    for number, *_ in LOTS:
+        page = _text(client.get(f"/agreements/CCIN-DPS-2020/suppliers?lot={number}"))
+        assert "There are no suppliers on this lot." in page
+        assert "0 suppliers are on the DPS" in page
 
 
 def test_supplier_names_are_escaped(app, client, factory):
@@ -277,17 +289,20 @@ def test_supplier_names_are_escaped(app, client, factory):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltd" in page
 
 
-def test_admitted_suppliers_by_lot_orders_by_lot_then_name(app, factory):
+def test_each_lot_counts_and_lists_its_suppliers_in_good_standing_by_name(app, factory):
     agreement_id = _dps(app)
     _supplier(app, factory, "beta works", (2, 1))
     _supplier(app, factory, "Alpha Collective", (2,))
     _supplier(app, factory, "Gamma Ltd", (1,), status="suspended")
     with app.app_context():
-        result = agreements.admitted_suppliers_by_lot(db.session.get(Agreement, agreement_id))
-        assert [(lot.number, [org.name for org in orgs]) for lot, orgs in result] == [
-            (1, ["beta works"]),
-            (2, ["Alpha Collective", "beta works"]),
-            (3, []),
+        agreement = db.session.get(Agreement, agreement_id)
+        counted = agreements.lots_with_counts(agreement)
+        assert [(lot.number, n) for lot, n in counted] == [(1, 1), (2, 2), (3, 0)]
+        assert agreements.supplier_count(agreement) == 2
+        assert [[org.name for org in agreements.suppliers_on_lot(lot).rows] for lot, _ in counted] == [
+            ["beta works"],
+            ["Alpha Collective", "beta works"],
+            [],
         ]
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import String, and_, exists, func, select
 
 from .. import audit, clock
 from ..extensions import db
@@ -20,6 +21,7 @@ from ..models import Admission, Agreement, Application, ApplicationLot, Lot, Org
 from ..models import agreements as model_stages
 from ..models.agreements import PA_2023_DYNAMIC_MARKET, PCR_2015_DPS, REGIMES
 from ..models.organisations import NATIONS
+from ..pagination import PAGE_SIZE, Page, contains, keyset_page
 from . import ServiceError
 
 # Display labels for the supplier details of the selection questionnaire (Part 1). The stored
@@ -146,26 +148,72 @@ def lots(agreement: Agreement) -> Sequence[Lot]:
     return db.session.scalars(select(Lot).where(Lot.agreement_id == agreement.id).order_by(Lot.number)).all()
 
 
-def admitted_suppliers_by_lot(agreement: Agreement) -> list[tuple[Lot, list[Organisation]]]:
-    """Every lot of the agreement, by number, with the suppliers admitted to it, by name.
+# Who is on an agreement: the public page -------------------------------------------------------
+#
+# Only admissions in good standing count: a suspended or removed supplier is not "on the DPS" and
+# is not invited to mini-competitions, so it is not listed. At national scale an agreement has
+# thousands of suppliers, so the page shows the lots with their counts and then one lot's
+# suppliers a page at a time (keyset pagination, dps.pagination).
 
-    Only admissions in good standing count: a suspended or removed supplier is not "on the DPS"
-    and is not invited to mini-competitions, so it is not listed. Two queries, however many lots
-    and suppliers there are.
-    """
-    agreement_lots = lots(agreement)
-    by_lot: dict[int, list[Organisation]] = {lot.id: [] for lot in agreement_lots}
-    rows = db.session.execute(
-        select(Admission.lot_id, Organisation)
-        .join(Organisation, Organisation.id == Admission.organisation_id)
+# lower(): SQLite and PostgreSQL collate differently; this gives one order on both.
+SUPPLIER_ORDER = (func.lower(Organisation.name, type_=String), Organisation.id)
+VCSE_CHOICES = {"yes": True, "no": False}
+
+
+@dataclass(frozen=True)
+class SupplierSearch:
+    """What the public list of a lot's suppliers is narrowed to: a part of the name (any case),
+    a legal form, a size, VCSE or not. Empty: every supplier on the lot."""
+
+    text: str = ""
+    legal_form: str | None = None
+    size: str | None = None
+    vcse: bool | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        return self != SupplierSearch()
+
+    def conditions(self) -> list:
+        found = []
+        if self.text:
+            found.append(contains(Organisation.name, self.text))
+        if self.legal_form is not None:
+            found.append(Organisation.legal_form == self.legal_form)
+        if self.size is not None:
+            found.append(Organisation.size == self.size)
+        if self.vcse is not None:
+            found.append(Organisation.is_vcse.is_(self.vcse))
+        return found
+
+
+def lots_with_counts(agreement: Agreement) -> list[tuple[Lot, int]]:
+    """Every lot of the agreement, by number, with how many suppliers in good standing are on it.
+    One grouped query, however many lots and suppliers."""
+    return [(lot, n) for lot, n in db.session.execute(
+        select(Lot, func.count(Admission.id))
+        .outerjoin(Admission, and_(Admission.lot_id == Lot.id, Admission.status == "admitted"))
+        .where(Lot.agreement_id == agreement.id)
+        .group_by(Lot.id)
+        .order_by(Lot.number))]
+
+
+def supplier_count(agreement: Agreement) -> int:
+    """How many suppliers are on the agreement: one on several lots counts once."""
+    return db.session.scalar(
+        select(func.count(func.distinct(Admission.organisation_id)))
         .join(Lot, Lot.id == Admission.lot_id)
-        .where(Lot.agreement_id == agreement.id, Admission.status == "admitted")
-        # lower(): SQLite and PostgreSQL collate differently; this gives one order on both.
-        .order_by(func.lower(Organisation.name), Organisation.id)
-    )
-    for lot_id, organisation in rows:
-        by_lot[lot_id].append(organisation)
-    return [(lot, by_lot[lot.id]) for lot in agreement_lots]
+        .where(Lot.agreement_id == agreement.id, Admission.status == "admitted")) or 0
+
+
+def suppliers_on_lot(lot: Lot, search: SupplierSearch = SupplierSearch(), *, after: str | None = None,
+                     before: str | None = None, page_size: int = PAGE_SIZE) -> Page:
+    """One page of the suppliers in good standing on ``lot`` that match ``search``, by name
+    (then id), with how many match. Three queries at most, however many suppliers."""
+    stmt = (select(Organisation)
+            .join(Admission, Admission.organisation_id == Organisation.id)
+            .where(Admission.lot_id == lot.id, Admission.status == "admitted", *search.conditions()))
+    return keyset_page(stmt, SUPPLIER_ORDER, after=after, before=before, size=page_size)
 
 
 # Changes by the DPS team ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ..forms import (
     SignInForm,
 )
 from ..models import Agreement, Lot
+from ..pagination import clean_search
 from ..services import ServiceError, accounts
 from ..services import agreements as agreement_rules
 from .helpers import attach_error, client_ip, render_form, safe_next
@@ -219,18 +220,48 @@ def agreement_lot(reference: str, number: int):
                            **_period_context(item))
 
 
+def _one_of(name: str, allowed) -> str | None:
+    """A filter from the address: one of ``allowed``, or None (not given, or not a value it can
+    take: a hand-made address is shown unfiltered by it, never refused)."""
+    value = request.args.get(name, "")
+    return value if value in allowed else None
+
+
 @bp.route("/agreements/<reference>/suppliers")
 def agreement_suppliers(reference: str):
+    """The lots with how many suppliers are on each, then one lot's suppliers, 50 a page, by name:
+    searched and filtered by a GET form that works without JavaScript. A constant number of
+    queries, however many suppliers (DESIGN 10)."""
     item = _public_agreement(reference)
-    lots_with_suppliers = agreement_rules.admitted_suppliers_by_lot(item)
-    # A supplier on several lots is one supplier on the agreement.
-    supplier_count = len({supplier.id for _, suppliers in lots_with_suppliers for supplier in suppliers})
-    return render_template("public/dps_suppliers.html",
-                           lots_with_suppliers=lots_with_suppliers,
-                           supplier_count=supplier_count,
-                           legal_form_labels=agreement_rules.LEGAL_FORM_LABELS,
-                           size_labels=agreement_rules.SIZE_LABELS,
-                           **_period_context(item))
+    lots = agreement_rules.lots_with_counts(item)
+    search = agreement_rules.SupplierSearch(
+        text=clean_search(request.args.get("q")),
+        legal_form=_one_of("legal_form", agreement_rules.LEGAL_FORM_LABELS),
+        size=_one_of("size", agreement_rules.SIZE_LABELS),
+        vcse=agreement_rules.VCSE_CHOICES.get(request.args.get("vcse", "")))
+    asked = (request.args.get("lot") or "").strip()
+    chosen = None
+    if not asked:
+        chosen = lots[0] if lots else None
+    elif asked.isascii() and asked.isdigit() and len(asked) <= 4:
+        chosen = next((entry for entry in lots if entry[0].number == int(asked)), None)
+    page = None
+    if chosen is not None:
+        page = agreement_rules.suppliers_on_lot(chosen[0], search, after=request.args.get("after"),
+                                                before=request.args.get("before"))
+    filters = {"q": search.text, "legal_form": search.legal_form, "size": search.size,
+               "vcse": request.args.get("vcse") if search.vcse is not None else None}
+    html = render_template(
+        "public/dps_suppliers.html",
+        lots=lots, chosen=chosen, asked_lot=asked, page=page, search=search, filters=filters,
+        pager=page.navigation("public.agreement_suppliers", label=f"Pages of the suppliers on lot {chosen[0].number}",
+                                   reference=item.reference, lot=chosen[0].number, **filters) if page else None,
+        supplier_count=agreement_rules.supplier_count(item),
+        legal_form_labels=agreement_rules.LEGAL_FORM_LABELS,
+        size_labels=agreement_rules.SIZE_LABELS,
+        **_period_context(item))
+    # A lot the agreement does not have: the page, saying so, with the lots to choose from.
+    return html, 404 if lots and chosen is None else 200
 
 
 # The addresses of the first release, when the service held one DPS: they named the first

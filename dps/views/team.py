@@ -5,7 +5,8 @@ from functools import wraps
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import String, func, or_, select
+from sqlalchemy.orm import contains_eager
 
 from .. import audit, clock
 from ..auth import one_or_404, role_gate
@@ -13,6 +14,7 @@ from ..extensions import db
 from ..forms import ClockForm, ConfirmForm, NewBuyerForm
 from ..models import Organisation, User
 from ..models.users import ROLE_LABELS
+from ..pagination import clean_search, contains, keyset_page
 from ..services import ServiceError, accounts
 from .helpers import attach_error, render_form
 
@@ -41,11 +43,23 @@ def dashboard():
 @bp.route("/accounts")
 @team_only
 def users():
+    """Every account, by organisation then name, 50 to a page by keyset (dps.pagination); by role
+    and by a part of the name or email. A role the page does not offer is ignored."""
     role = request.args.get("role")
-    stmt = select(User).join(User.organisation).order_by(Organisation.name, User.name)
-    if role in ROLE_LABELS:
+    if role not in ROLE_LABELS:
+        role = None
+    text = clean_search(request.args.get("q"))
+    stmt = select(User).join(User.organisation).options(contains_eager(User.organisation))
+    if role:
         stmt = stmt.where(User.role == role)
-    return render_template("team/users.html", users=db.session.scalars(stmt).all(), role=role,
+    if text:
+        stmt = stmt.where(or_(contains(User.name, text), contains(User.email, text)))
+    # lower(): SQLite and PostgreSQL collate differently; this gives one order on both.
+    page = keyset_page(stmt, (func.lower(Organisation.name, type_=String), Organisation.id,
+                              func.lower(User.name, type_=String), User.id),
+                       after=request.args.get("after"), before=request.args.get("before"))
+    return render_template("team/users.html", page=page, users=page.rows, role=role, q=text,
+                           pager=page.navigation("team.users", label="Pages of accounts", role=role, q=text),
                            role_labels=ROLE_LABELS, action_form=ConfirmForm())
 
 

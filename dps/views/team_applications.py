@@ -14,6 +14,7 @@ from .. import clock, questionnaire
 from ..auth import one_or_404
 from ..extensions import db
 from ..models import Application, ApplicationLot, Document
+from ..pagination import keyset_page
 from ..services import ServiceError
 from ..services import applications as rules
 from .helpers import attach_error
@@ -38,10 +39,24 @@ class ExtensionForm(FlaskForm):
 
 @bp.route("/applications")
 def applications():
+    """The queue, oldest decision due first (then id); or the decided ones, latest first. 50 to a
+    page by keyset (dps.pagination), in a fixed number of queries however many applications."""
     decided = request.args.get("show") == "decided"
-    items = rules.queue(include_decided=decided)
-    return render_template("team/applications.html", items=items, decided=decided, today=clock.today_london(),
-                           is_overdue=rules.is_overdue)
+    stmt = (select(Application).where(Application.submitted_at.is_not(None))
+            .options(selectinload(Application.lots).selectinload(ApplicationLot.lot),
+                     selectinload(Application.organisation), selectinload(Application.agreement)))
+    # The sort keys are never NULL here: a submitted application has its decision due date.
+    if decided:
+        stmt = stmt.where(Application.decided_at.is_not(None))
+        order = (Application.decided_at.desc(), Application.id.desc())
+    else:
+        stmt = stmt.where(Application.decided_at.is_(None))
+        order = (Application.decision_due_on, Application.id)
+    page = keyset_page(stmt, order, after=request.args.get("after"), before=request.args.get("before"))
+    show = "decided" if decided else None
+    return render_template("team/applications.html", page=page, items=page.rows, decided=decided,
+                           today=clock.today_london(), is_overdue=rules.is_overdue,
+                           pager=page.navigation("team.applications", label="Pages of applications", show=show))
 
 
 def _load(application_id: int) -> Application:

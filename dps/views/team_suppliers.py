@@ -11,14 +11,17 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovTextArea
-from sqlalchemy import exists, select
+from sqlalchemy import String, exists, func, select
+from sqlalchemy.orm import contains_eager, joinedload
 from wtforms import TextAreaField
 from wtforms.validators import Length
 
+from .. import clock
 from ..auth import one_or_404
 from ..extensions import db
 from ..forms import ConfirmForm
-from ..models import Admission, Application, Organisation, RenewalRequest, User
+from ..models import Admission, Agreement, Application, Lot, Organisation, RenewalRequest, User
+from ..pagination import clean_search, contains, count, keyset_page
 from ..services import ServiceError, standing
 from ..services import suppliers as supplier_details
 from ..services.agreements import LEGAL_FORM_LABELS, SIZE_LABELS
@@ -55,22 +58,102 @@ def _supplier(org_id: int) -> Organisation:
     return one_or_404(select(Organisation).where(Organisation.id == org_id, Organisation.kind == "supplier", came_forward))
 
 
+# The list -------------------------------------------------------------------------------------
+#
+# At national scale (10,000 suppliers) nothing on the page may grow with the data: the main list
+# is keyset-paginated (dps.pagination), and the two lists of things to act on above it show the
+# longest waiting few with their count, and link to the main list filtered to them.
+
+ATTENTION_LABELS = {"renewal_overdue": "a renewal overdue", "details_changed": "details changed"}
+# How many overdue renewals and changes of details the top of the page shows before "see all".
+FIRST_FEW = 20
+
+
+def _overdue_renewals() -> tuple[list[RenewalRequest], int]:
+    """standing.overdue_renewals, the longest overdue FIRST_FEW, and how many there are."""
+    stmt = (select(RenewalRequest)
+            .where(RenewalRequest.responded_at.is_(None), RenewalRequest.due_on < clock.today_london(),
+                   # A supplier removed from every lot has nothing left to suspend.
+                   exists().where(Admission.organisation_id == RenewalRequest.organisation_id,
+                                  Admission.status != "removed")))
+    shown = db.session.scalars(stmt.options(joinedload(RenewalRequest.organisation))
+                               .order_by(RenewalRequest.due_on, RenewalRequest.id).limit(FIRST_FEW)).all()
+    return list(shown), count(stmt)
+
+
+def _identity_changes() -> tuple[list[Organisation], int]:
+    """standing.identity_changes_to_review, the longest waiting FIRST_FEW, and how many there are."""
+    stmt = select(Organisation).where(Organisation.identity_changed_at.is_not(None),
+                                      exists().where(Admission.organisation_id == Organisation.id))
+    shown = db.session.scalars(stmt.order_by(Organisation.identity_changed_at, Organisation.id).limit(FIRST_FEW)).all()
+    return list(shown), count(stmt)
+
+
+def _standings(status: str | None, attention: str | None, text: str, after: str | None, before: str | None):
+    """A page of suppliers with a place on a lot (of any standing), by name, each with its lots
+    and what needs the team: five queries, however many suppliers."""
+    placed = exists().where(Admission.organisation_id == Organisation.id,
+                            *([Admission.status == status] if status else []))
+    stmt = select(Organisation).where(placed)
+    if attention == "renewal_overdue":
+        stmt = stmt.where(exists().where(RenewalRequest.organisation_id == Organisation.id,
+                                         RenewalRequest.responded_at.is_(None),
+                                         RenewalRequest.due_on < clock.today_london()))
+    elif attention == "details_changed":
+        stmt = stmt.where(Organisation.identity_changed_at.is_not(None))
+    if text:
+        stmt = stmt.where(contains(Organisation.name, text))
+    page = keyset_page(stmt, (func.lower(Organisation.name, type_=String), Organisation.id),
+                       after=after, before=before)
+    entries = {org.id: standing.SupplierStanding(org) for org in page.rows}
+    if entries:
+        for admission in db.session.scalars(
+                select(Admission).join(Admission.lot).join(Lot.agreement)
+                .where(Admission.organisation_id.in_(list(entries)))
+                .options(contains_eager(Admission.lot).contains_eager(Lot.agreement))
+                .order_by(Lot.number, Agreement.starts_on, Admission.id)):
+            entries[admission.organisation_id].admissions.append(admission)
+        today = clock.today_london()
+        for org_id, due_on in db.session.execute(
+                select(RenewalRequest.organisation_id, RenewalRequest.due_on)
+                .where(RenewalRequest.responded_at.is_(None), RenewalRequest.organisation_id.in_(list(entries)))):
+            entries[org_id].renewal_open = True
+            entries[org_id].renewal_overdue = entries[org_id].renewal_overdue or today > due_on
+    page.rows = list(entries.values())
+    return page
+
+
 @bp.route("/suppliers")
 def suppliers():
+    # Values the page does not offer (a hand-made address) are ignored, never refused.
     status = request.args.get("status")
     if status not in standing.STATUS_LABELS:
         status = None
+    attention = request.args.get("attention")
+    if attention not in ATTENTION_LABELS:
+        attention = None
+    text = clean_search(request.args.get("q"))
+    page = _standings(status, attention, text, request.args.get("after"), request.args.get("before"))
+    overdue, overdue_count = _overdue_renewals()
+    identity_changes, identity_count = _identity_changes()
+    filters = {key: value for key, value in (("status", status), ("attention", attention), ("q", text)) if value}
     return render_template(
         "team/suppliers.html",
-        standings=standing.supplier_standings(status),
+        page=page,
+        pager=page.navigation("team.suppliers", label="Pages of the list of suppliers", _anchor="all", **filters),
         status=status,
+        attention=attention,
+        q=text,
+        filters=filters,
         status_labels=standing.STATUS_LABELS,
-        overdue=standing.overdue_renewals(),
-        identity_changes=standing.identity_changes_to_review(),
+        attention_labels=ATTENTION_LABELS,
+        overdue=overdue,
+        overdue_count=overdue_count,
+        identity_changes=identity_changes,
+        identity_count=identity_count,
         can_act=current_user.role == "dps_admin",
         action_form=ConfirmForm(),
     )
-
 
 
 def _render_supplier(org: Organisation, failed: tuple[int, StandingForm] | None = None):
