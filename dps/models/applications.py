@@ -62,6 +62,8 @@ class Application(db.Model):
         CheckConstraint("submitted_at IS NOT NULL OR decision_due_on IS NULL", name="due_only_when_submitted"),
         CheckConstraint("extension_reason IS NULL OR extended_at IS NOT NULL", name="extension_recorded"),
         Index("ix_applications_due", "decision_due_on"),
+        # The team's queue (undecided, by decision date) and its decided view, page by page.
+        Index("ix_applications_queue", "decided_at", "decision_due_on", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -158,6 +160,8 @@ class Admission(db.Model):
 
     __tablename__ = "admissions"
     __table_args__ = (
+        # One lot's suppliers in good standing, and the count on each lot.
+        Index("ix_admissions_lot_status", "lot_id", "status", "organisation_id"),
         UniqueConstraint("organisation_id", "lot_id", name="uq_admissions_organisation_lot"),
         CheckConstraint(f"status IN {ADMISSION_STATES!r}", name="status"),
         CheckConstraint("status = 'admitted' OR length(status_reason) > 0", name="standing_change_has_reason"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Date, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Date, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -60,6 +60,8 @@ class Organisation(db.Model):
         CheckConstraint(f"size IS NULL OR {_in('size', SIZES)}", name="size"),
         UniqueConstraint("identifier_scheme", "identifier_id", name="uq_organisations_identifier"),
         CheckConstraint("left_on IS NULL OR joined_on IS NULL OR left_on > joined_on", name="left_after_joining"),
+        # Lists ordered by name, whatever its case (who is on an agreement, suppliers, members).
+        Index("ix_organisations_name_lower", text("lower(name)"), "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

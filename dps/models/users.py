@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -26,6 +26,8 @@ class User(db.Model):
         CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role"),
         # Emails are unique regardless of case: stored in lower case, and the database checks it.
         CheckConstraint("email = lower(email)", name="email_lower_case"),
+        # The accounts list: by organisation, then name whatever its case.
+        Index("ix_users_organisation_name", "organisation_id", text("lower(name)"), "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
