@@ -164,6 +164,41 @@ def demo_load(password: str | None, if_empty: bool) -> None:
     click.echo(f"Password for every demo sign-in: {password}")
 
 
+@demo_cli.command("scale")
+@click.option("--factor", type=click.FloatRange(min=0, min_open=True, max=100), default=1.0, show_default=True,
+              help="Multiplies 1,000 suppliers, 50 buyer organisations, 2,000 competitions, 20,000 bids and "
+                   "100,000 audit events: 10 is national scale; fractions such as 0.01 are for tests.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The same seed (and DPS_CLOCK) gives the same data.")
+@click.option("--password", default=None, help="Password for every account (default: generated and printed).")
+def demo_scale(factor: float, seed: int, password: str | None) -> None:
+    """Fill an empty database with benchmark data at K times a unit size (see dps/scale.py)."""
+    from .demo import database_is_empty
+    from .scale import ScaleError, load_scale
+
+    _require_current_schema()
+    if not database_is_empty():
+        raise click.ClickException("The database already has data. Benchmark data goes only into an empty database.")
+    if password is None:
+        password = "-".join(secrets.choice(_WORDS) for _ in range(4))
+    elif (problem := accounts.password_problem(password)):
+        raise click.ClickException(f"--password: {problem}")
+    click.echo(f"Loading benchmark data at --factor {factor:g} (seed {seed}):")
+    try:
+        summary = load_scale(factor, password, seed=seed, echo=click.echo)
+    except ScaleError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    click.echo("Rows now in each table:")
+    for table, count in summary.rows.items():
+        click.echo(f"  {table:<18} {count:>10,}")
+    for note in summary.notes:
+        click.echo(f"Note: {note}.")
+    click.echo(f"Done in {summary.seconds:.1f}s. Sign in at {current_app.config['DPS_BASE_URL'].rstrip('/')}/sign-in as:")
+    for email, role, organisation in summary.sign_ins:
+        click.echo(f"  {email:<50} {role:<9} {organisation}")
+    click.echo(f"Password for every account: {password}")
+
+
 # Short, common words: a generated demo password people can read off a terminal and type.
 _WORDS = (
     "copper", "kettle", "harbour", "meadow", "lantern", "orchard", "pebble", "thistle", "canal", "beacon",
