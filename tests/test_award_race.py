@@ -134,16 +134,7 @@ def _sign_in(base: str, email: str) -> tuple[urllib.request.OpenerDirector, http
 
 def _confirm(port: int, path: str, cookie: str, token: str, start: threading.Barrier) -> tuple[int, str, str]:
     """One confirmation POST on its own connection; the barrier releases them all together."""
-    body = urllib.parse.urlencode({"csrf_token": token})
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
-    try:
-        start.wait(timeout=REQUEST_SECONDS)
-        connection.request("POST", path, body=body, headers={
-            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
-        response = connection.getresponse()
-        return response.status, response.getheader("Location") or "", response.read().decode(errors="replace")
-    finally:
-        connection.close()
+    return _post(port, path, cookie, {"csrf_token": token}, start)
 
 
 def test_concurrent_confirmations_never_exceed_the_allocation(app, factory, database_url, tmp_path):
