@@ -107,6 +107,15 @@ def _start_server(app, database_url: str, port: int, log_path: Path) -> subproce
         log.close()  # the child has its own copy
 
 
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=5)
+
+
 def _wait_until_serving(server: subprocess.Popen, base: str, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
@@ -159,12 +168,7 @@ def test_concurrent_confirmations_never_exceed_the_allocation(app, factory, data
                        for cid in world["competitions"]]
             responses = [f.result(timeout=REQUEST_SECONDS) for f in futures]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        _stop(server)
 
     accepted = [r for r in responses if r[0] == 302 and "/buyer/call-offs/" in r[1]]
     refused = [r for r in responses if r[0] == 400]
@@ -247,12 +251,7 @@ def test_confirmations_and_the_teams_budget_changes_at_once_never_fail_or_oversp
             futures = [pool.submit(_post, port, path, cookie, fields, start) for path, cookie, fields in requests]
             responses = [f.result(timeout=REQUEST_SECONDS) for f in futures]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        _stop(server)
 
     statuses = [status for status, _, _ in responses]
     assert all(status in (302, 400) for status in statuses), (statuses, log_path.read_text(errors="replace")[-3000:])
