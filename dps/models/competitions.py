@@ -46,6 +46,7 @@ class Competition(db.Model):
         CheckConstraint("cancelled_at IS NULL OR length(cancel_reason) > 0", name="cancellation_has_reason"),
         CheckConstraint("standstill_days >= 0", name="standstill_not_negative"),
         Index("ix_competitions_lot_deadline", "lot_id", "tender_deadline"),
+        Index("ix_competitions_buyer_created", "buyer_organisation_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
