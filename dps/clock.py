@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_app_context, has_request_context
 
+from .database import writing
 from .extensions import db
 from .models import SimulatedClock
 
@@ -78,9 +79,12 @@ def sync() -> None:
     """
     if not is_simulated():
         return
-    state = _load_state(write=True)
-    if db.session.dirty or db.session.new:
-        db.session.commit()
+    row = db.session.get(SimulatedClock, 1)
+    if row is not None and row.configured == current_app.config["DPS_CLOCK"]:
+        state = _State(row.anchor_simulated, row.anchor_real, row.frozen)
+    else:
+        with writing():
+            state = _load_state(write=True)
     if has_request_context():
         g.dps_clock_state = state
 

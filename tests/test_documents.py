@@ -23,6 +23,7 @@ from werkzeug.datastructures import FileStorage
 
 from dps import clock
 from dps.config import ConfigError
+from dps.database import writes_on_safe_request
 from dps.extensions import csrf, db
 from dps.models import AuditEvent, Document, User
 from dps.services import ServiceError, documents
@@ -149,6 +150,7 @@ def _add_test_pages(app: Flask) -> None:
         return str(document.id), 201
 
     @login_required
+    @writes_on_safe_request
     def download_page(document_id: int):
         document = db.get_or_404(Document, document_id)
         if not documents.can_view(current_user, document):
