@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import FileStorage
 
 from .. import audit, clock, mail
@@ -235,26 +236,36 @@ def cancel(competition: Competition, user: User, reason: str) -> None:
                        f"{competition.buyer_organisation.name} has cancelled this mini-competition.\n\nWhy: {reason}\n")
 
 
-def commit_to_budget(allocation_id: int, amount_pence: int) -> None:
+def commit_to_budget(allocation_id: int, amount_pence: int) -> int:
     """Commit ``amount_pence`` of an allocation, never past its amount, even with many awards
-    confirmed at the same moment: one conditional UPDATE, checked by its row count (DESIGN 5).
-    The CHECK constraint on allocations is the last line of defence."""
-    allocation = db.session.get(Allocation, allocation_id)
-    cap = allocation.line.cap_per_call_off_pence
+    confirmed at the same moment: one conditional UPDATE, checked by what it returns (DESIGN 5).
+    The CHECK constraint on allocations is the last line of defence. Returns the allocation's
+    committed amount after it.
+
+    The UPDATE takes the allocation's row lock, which every other confirmation charged to it
+    waits for until this transaction ends: callers make it their last change before commit."""
+    cap, programme = db.session.execute(
+        select(BudgetLine.cap_per_call_off_pence, BudgetLine.programme)
+        .join(Allocation, Allocation.line_id == BudgetLine.id).where(Allocation.id == allocation_id)).one()
     if cap is not None and amount_pence > cap:
-        raise ServiceError(f"{allocation.line.programme} call-offs are capped at £{cap / 100:,.2f} each")
-    done = db.session.execute(
+        raise ServiceError(f"{programme} call-offs are capped at £{cap / 100:,.2f} each")
+    committed = db.session.execute(
         update(Allocation)
         .where(Allocation.id == allocation_id, Allocation.committed_pence + amount_pence <= Allocation.amount_pence)
         .values(committed_pence=Allocation.committed_pence + amount_pence)
+        .returning(Allocation.committed_pence)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if done != 1:
-        db.session.refresh(allocation)
-        left = allocation.amount_pence - allocation.committed_pence
-        raise ServiceError(f"There is not enough left in “{allocation.project_title}”: £{left / 100:,.2f} remains, "
+    ).scalar_one_or_none()
+    if committed is None:
+        title, amount, committed = db.session.execute(
+            select(Allocation.project_title, Allocation.amount_pence, Allocation.committed_pence)
+            .where(Allocation.id == allocation_id)).one()
+        raise ServiceError(f"There is not enough left in “{title}”: £{(amount - committed) / 100:,.2f} remains, "
                            f"and this call-off needs £{amount_pence / 100:,.2f}")
-    db.session.refresh(allocation)
+    allocation = db.session.identity_map.get(db.session.identity_key(Allocation, allocation_id))
+    if allocation is not None:  # already loaded: show it the committed amount, without a query
+        set_committed_value(allocation, "committed_pence", committed)
+    return committed
 
 
 # The evaluation panel and the specification documents -------------------------------------------

@@ -29,6 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, clock, mail
 from ..extensions import db
@@ -634,8 +635,7 @@ def confirm_award(award: Award, user: User, *, starts_on: date | None = None, en
         .values(confirmed_at=now).execution_options(synchronize_session=False)).rowcount
     if done != 1:
         raise ServiceError("This award has already been confirmed")
-    # The budget guard: a conditional UPDATE checked by its row count, plus the CHECK constraint.
-    commit_to_budget(competition.allocation_id, award.value_pence)
+    set_committed_value(award, "confirmed_at", now)
     bid = award.bid
     call_off = CallOff(reference=f"{competition.reference}-C", competition_id=competition.id, award_id=award.id,
                        supplier_organisation_id=bid.organisation_id,
@@ -643,22 +643,29 @@ def confirm_award(award: Award, user: User, *, starts_on: date | None = None, en
                        allocation_id=competition.allocation_id, value_pence=award.value_pence, paid_pence=0,
                        irrecoverable_vat_pence=irrecoverable_vat_pence, starts_on=starts_on, ends_on=ends_on,
                        created_at=now)
-    _insert_once(call_off, "This competition already has a call-off contract")
-    db.session.refresh(award)
-    allocation = competition.allocation
-    audit.record("award.confirmed", "competition", competition.id,
-                 {"award_id": award.id, "call_off_id": call_off.id}, actor=user)
-    audit.record("call_off.created", "call_off", call_off.id, {
-        "reference": call_off.reference, "competition_id": competition.id,
-        "supplier_organisation_id": call_off.supplier_organisation_id, "value_pence": call_off.value_pence,
-        "irrecoverable_vat_pence": call_off.irrecoverable_vat_pence, "allocation_id": allocation.id,
-        "allocation_committed_pence": allocation.committed_pence,
-        "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat()}, actor=user)
     for email in notify.organisation_emails(bid.organisation):
         mail.queue(email, f"Contract confirmed: {competition.title} ({call_off.reference})",
                    f"{competition.buyer_organisation.name} has confirmed the award of {competition.title} to "
                    f"{bidder_name(bid)}.\n\nCall-off contract: {call_off.reference}\nValue: {money(call_off.value_pence)}\n"
                    f"Starts: {clock.fmt_date(starts_on)}\nEnds: {clock.fmt_date(ends_on)}\n")
+    # The budget guard, as late as it can be: its row lock on the allocation, which every other
+    # confirmation charged to it queues for, is then held only for the call-off's insert, the
+    # audit events and the commit. Before the insert, not after: the insert's foreign key takes a
+    # share lock on the allocation, and upgrading that to the UPDATE's lock while the DPS team
+    # waits for the row would deadlock.
+    committed = commit_to_budget(competition.allocation_id, award.value_pence)
+    # No savepoint needed: the conditional UPDATE above let only this transaction confirm the
+    # award, so its call-off is the only one (the UNIQUE constraint stays as the last defence).
+    db.session.add(call_off)
+    db.session.flush()
+    audit.record("award.confirmed", "competition", competition.id,
+                 {"award_id": award.id, "call_off_id": call_off.id}, actor=user)
+    audit.record("call_off.created", "call_off", call_off.id, {
+        "reference": call_off.reference, "competition_id": competition.id,
+        "supplier_organisation_id": call_off.supplier_organisation_id, "value_pence": call_off.value_pence,
+        "irrecoverable_vat_pence": call_off.irrecoverable_vat_pence, "allocation_id": competition.allocation_id,
+        "allocation_committed_pence": committed,
+        "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat()}, actor=user)
     return call_off
 
 
