@@ -31,6 +31,9 @@ assets:
 		echo "npm not found: the pages will work but will be unstyled (see README)"; \
 	fi
 
+# The embedded job queue (huey, in instance/dps-jobs.sqlite3) needs no other process: the web
+# process runs a worker in threads of its own (DPS_WORKER_IN_WEB), for the Exports page's large
+# exports and, with DPS_SMTP_URL set, the emails.
 run: install assets
 	$(FLASK) db upgrade
 	DPS_CLOCK=$${DPS_CLOCK-$(DEMO_CLOCK)} $(FLASK) demo load --if-empty $(if $(DEMO_PASSWORD),--password '$(DEMO_PASSWORD)')
@@ -39,9 +42,10 @@ run: install assets
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Start the demo again from scratch (deletes the local SQLite database and documents).
+# Start the demo again from scratch (deletes the local SQLite database, its job queue and documents).
 reset-demo:
 	rm -rf instance/dps.sqlite3 instance/dps.sqlite3-wal instance/dps.sqlite3-shm instance/documents
+	rm -f instance/dps-jobs.sqlite3 instance/dps-jobs.sqlite3-wal instance/dps-jobs.sqlite3-shm
 
 clean:
 	rm -rf $(VENV) assets/node_modules dps/static/build

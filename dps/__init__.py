@@ -46,8 +46,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.jinja_env.lstrip_blocks = True
     WTFormsHelpers(app)
 
+    from . import jobs
+
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True,
+                     include_name=jobs.include_in_schema_check)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "public.sign_in"
@@ -86,6 +89,8 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(suppliers_bp)
     app.register_blueprint(buyers_bp)
+
+    jobs.init_app(app)
 
     from .cli import register as register_cli
 

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from . import audit, clock, mail
+from . import audit, clock, jobs, mail
 from .extensions import db
 from .models import Organisation, OutboxMessage, User
 from .models.users import ROLES
@@ -248,7 +248,8 @@ def outbox_list(pending: bool) -> None:
 
 @outbox_cli.command("send")
 def outbox_send() -> None:
-    """Send waiting emails through DPS_SMTP_URL (run it from cron or a timer)."""
+    """Send waiting emails through DPS_SMTP_URL now: a catch-up by hand (workers send each email
+    as it is queued, trying again with backoff; no cron job is needed)."""
     _require_current_schema()
     if not current_app.config.get("DPS_SMTP_URL"):
         raise click.ClickException("DPS_SMTP_URL is not set: emails stay in the outbox")
@@ -515,8 +516,32 @@ def export_command(kind: str, report: str | None, date_from: str | None, date_to
     click.echo(f"Wrote {export.title} ({size:,} bytes) to {where}")
 
 
+@click.command("worker")
+@click.option("--queue", "queues", multiple=True, type=click.Choice(jobs.QUEUES),
+              help="Run only this queue's jobs (repeat for several). Default: all of them, mail first.")
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="How many jobs run at once.")
+@click.option("--burst", is_flag=True,
+              help="Run the jobs that are due, then exit (a one-off catch-up), instead of waiting for more.")
+@with_appcontext
+def worker_command(queues: tuple[str, ...], concurrency: int, burst: bool) -> None:
+    """Run background jobs: exports prepared for the Exports page, and emails.
+
+    Runs on any host with the service's configuration (DPS_DATABASE_URL and the rest), as many
+    at once as you like. Stop it with Ctrl-C or SIGTERM: the jobs running finish first."""
+    _require_current_schema()
+    # End the command's own transaction: on SQLite it would hold the write lock the jobs need.
+    db.session.remove()
+    queue = jobs.queue_of(current_app)
+    chosen = [name for name in jobs.QUEUES if name in queues] if queues else list(jobs.QUEUES)
+    click.echo(f"Job worker ({queue.kind}) on {', '.join(chosen)}, {concurrency} at a time"
+               + (", until no job is due." if burst else ". Stop with Ctrl-C."), err=True)
+    queue.run_worker(queues=chosen, concurrency=concurrency, burst=burst)
+
+
 def register(app: Flask) -> None:
     for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli, applications_cli):
         app.cli.add_command(group)
     app.cli.add_command(export_command)
     app.cli.add_command(setup_command)
+    app.cli.add_command(worker_command)

@@ -36,6 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DPS_MAX_UPLOAD_MB", "Largest document a user may upload, in megabytes.", "20"),
     Setting("DPS_PROXY_COUNT", "How many reverse proxies stand in front of the app; their X-Forwarded-* headers are then trusted (real client addresses for the audit log and sign-in limits).", "0"),
     Setting("DPS_LOG_LEVEL", "Python log level of the application log.", "INFO"),
+    Setting("DPS_JOB_QUEUE", "The queue of background jobs (large exports, sending email): `procrastinate` (jobs in the PostgreSQL database itself; run workers with `flask --app dps worker`) or `sqlite:///path/to/jobs.sqlite3` (the embedded queue, huey, in a SQLite file of its own; a relative path is in the instance folder).", "`procrastinate` on PostgreSQL; beside a SQLite database, `<name>-jobs.sqlite3` next to it"),
+    Setting("DPS_WORKER_IN_WEB", "Whether each web process also runs a job worker in threads of its own (`true` or `false`), for a service on one machine. With several hosts, set it to `false` and run `flask --app dps worker`.", "`true` with the embedded queue, `false` with procrastinate"),
+    Setting("DPS_JOB_RETRY_SECONDS", "How long a job that can be tried again (an email the mail server put off) waits after its first failure; each later wait is twice the one before.", "60"),
 )
 
 
@@ -52,6 +55,17 @@ def _embedded_secret_key(instance: Path) -> str:
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     return key_file.read_text().strip()
+
+
+def _flag(value, name: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
 
 
 def load(instance_path: str, environ: dict[str, str] | None = None, overrides: dict | None = None) -> dict:
@@ -99,6 +113,25 @@ def load(instance_path: str, environ: dict[str, str] | None = None, overrides: d
     except ValueError as exc:
         raise ConfigError("DPS_PROXY_COUNT must be a whole number") from exc
 
+    from .jobs import check_queue_url, default_queue_url
+
+    try:
+        job_queue = check_queue_url(get("DPS_JOB_QUEUE") or default_queue_url(database_url), database_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    worker_in_web = _flag(get("DPS_WORKER_IN_WEB"), "DPS_WORKER_IN_WEB")
+    if worker_in_web is None:
+        # The embedded queue needs no other process; under tests, workers are started by the
+        # tests themselves (as Flask-Mail suppresses sending when TESTING).
+        worker_in_web = job_queue != "procrastinate" and not overrides.get("TESTING")
+    try:
+        retry = get("DPS_JOB_RETRY_SECONDS")
+        retry_seconds = int(retry) if retry is not None else 60
+        if retry_seconds < 0:
+            raise ValueError
+    except ValueError as exc:
+        raise ConfigError("DPS_JOB_RETRY_SECONDS must be a whole number of seconds, 0 or more") from exc
+
     config = {
         "DPS_ENV": mode,
         "SECRET_KEY": secret_key,
@@ -115,6 +148,9 @@ def load(instance_path: str, environ: dict[str, str] | None = None, overrides: d
         "MAX_CONTENT_LENGTH": (max_upload_mb + 1) * 1024 * 1024,
         "DPS_PROXY_COUNT": proxy_count,
         "DPS_LOG_LEVEL": get("DPS_LOG_LEVEL") or "INFO",
+        "DPS_JOB_QUEUE": job_queue,
+        "DPS_WORKER_IN_WEB": worker_in_web,
+        "DPS_JOB_RETRY_SECONDS": retry_seconds,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -1,4 +1,5 @@
-"""Handing an export out: to a temporary file first, then a local path, an S3 object or a web response.
+"""Handing an export out: to a temporary file first, then a local path, an S3 object, a web
+response, or the file of an export prepared in the background.
 
 The rule behind every function here: nothing is handed out until the whole export has been
 written and has passed its own checks. ``produce`` writes into a temporary file and gives it
@@ -7,10 +8,17 @@ back only when ``Export.write`` returned; ``to_path`` renames a finished file in
 
 Memory stays flat whatever the size: exports stream into the temporary file, and it is copied
 out in fixed-size pieces (64 KiB to disk and the web, one 8 MiB part at a time to S3).
+
+An export too large for a page request (``too_big_for_a_request``) is prepared by a worker
+(``ask_for`` defers the ``exports.prepare`` job): the worker writes it as above, reports the rows
+written into its ``ExportJob`` row as it goes, and keeps the finished file in the project's
+storage for the person who asked, who downloads it from the Exports page.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,12 +26,15 @@ from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import Response, current_app, has_request_context
+from flask import Response, current_app, has_request_context, redirect
+from sqlalchemy import func, select
 
-from .. import audit
+from .. import audit, clock, jobs
 from ..database import read_only_transaction
-from ..storage import S3Storage, content_disposition
-from . import Export, Filters, Progress, iter_chunks, no_progress
+from ..extensions import db
+from ..models import Agreement, Competition, ExportJob, Lot, User
+from ..storage import LocalStorage, S3Storage, StorageError, check_key, content_disposition, get_storage
+from . import Export, ExportInvalid, Filters, NothingToExport, Progress, get, iter_chunks, no_progress
 
 CHUNK_SIZE = 64 * 1024
 # S3 takes parts of at least 5 MiB (except the last) and at most 10,000 of them: 8 MiB parts
@@ -208,7 +219,7 @@ def to_s3(tmp: IO[bytes], url: str, *, content_type: str = "application/octet-st
 
 
 def record_taken(export: Export, filters: Filters, destination: str, size: int, *, actor=None,
-                 path: str | None = None) -> None:
+                 path: str | None = None, job: ExportJob | None = None) -> None:
     """The audit event of taking an export (issue 5, point 7): who, which, for what period and
     agreement, where to.
 
@@ -224,6 +235,8 @@ def record_taken(export: Export, filters: Filters, destination: str, size: int, 
     }
     if path is not None:
         data["path"] = path
+    if job is not None:
+        data["job"] = job.id  # prepared in the background, downloaded now
     label = None if (actor is not None or has_request_context()) else "command line"
     audit.record("export.taken", "export", export.name, data, actor=actor, actor_label=label)
 
@@ -242,3 +255,177 @@ def response(export: Export, filters: Filters, tmp: IO[bytes]) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
+
+
+# --- Exports prepared in the background ------------------------------------------------------------
+
+# The most a page request does itself; anything larger goes to a worker. Reports are measured by
+# the rows they count; the OCDS packages, which build each release from many rows and cannot count
+# their releases without building them, by the contracting processes they walk.
+IN_REQUEST_ROWS = 20_000
+IN_REQUEST_PROCESSES = 200
+WORKER_LABEL = "background job"
+
+
+def too_big_for_a_request(export: Export, filters: Filters) -> bool:
+    filters = export.applicable(filters)
+    if export.count is not None:
+        return export.count(filters) > IN_REQUEST_ROWS
+    return _contracting_processes(filters) > IN_REQUEST_PROCESSES
+
+
+def _contracting_processes(filters: Filters) -> int:
+    """The processes an OCDS package walks: each published agreement (the DPS itself) and each
+    published competition under one (of the agreement chosen, if one is)."""
+    agreements = select(func.count()).select_from(Agreement).where(Agreement.published_at.is_not(None))
+    competitions = (select(func.count()).select_from(Competition)
+                    .join(Lot, Lot.id == Competition.lot_id).join(Agreement, Agreement.id == Lot.agreement_id)
+                    .where(Competition.published_at.is_not(None), Agreement.published_at.is_not(None)))
+    if filters.agreement is not None:
+        agreements = agreements.where(Agreement.reference == filters.agreement)
+        competitions = competitions.where(Agreement.reference == filters.agreement)
+    return (db.session.scalar(agreements) or 0) + (db.session.scalar(competitions) or 0)
+
+
+def filters_of(job: ExportJob) -> Filters:
+    return Filters(job.period_from, job.period_to, job.agreement)
+
+
+def ask_for(export: Export, filters: Filters, user: User) -> ExportJob:
+    """Queue ``export`` for ``user``: the job row, its audit event and the worker's job, all in
+    the caller's transaction (the caller commits)."""
+    filters = export.applicable(filters)
+    job = ExportJob(requested_by_id=user.id, export=export.name, period_from=filters.start, period_to=filters.end,
+                    agreement=filters.agreement, requested_at=clock.now(), rows_done=0)
+    db.session.add(job)
+    db.session.flush()
+    audit.record("export_job.requested", "export_job", job.id,
+                 {"export": export.name, "title": export.title, "filters": filters.as_dict()})
+    prepare.defer(job_id=job.id)
+    return job
+
+
+class JobProgress:
+    """The ``Progress`` of a job: counts the rows as the export writes them and records the
+    count in the job's row, in a short transaction of its own on a connection of its own (the
+    export reads in one long read-only transaction, which must not write), at each whole per
+    cent of the total, or every ``EVERY`` rows when the total is not known."""
+
+    EVERY = 1000
+
+    def __init__(self, job_id: int, total: int | None):
+        self.job_id = job_id
+        self.done = 0
+        self.recorded = 0
+        self.step = max(1, total // 100) if total else self.EVERY
+
+    def __call__(self, rows: int) -> None:
+        self.done += rows
+        if self.done - self.recorded >= self.step:
+            with db.engine.begin() as connection:
+                connection.execute(ExportJob.progress(self.job_id, self.done))
+            self.recorded = self.done
+
+
+@jobs.task("exports.prepare", queue="exports")
+def prepare(job_id: int) -> None:
+    """The worker's side: write the export, check it, keep its file in storage for the person
+    who asked. Whatever goes wrong ends the job as failed, with words for that person (the
+    details go to the log); a job that is done or failed already is not run again."""
+    job = db.session.get(ExportJob, job_id)
+    if job is None or job.state not in ("queued", "running"):
+        db.session.rollback()
+        return
+    filters = filters_of(job)
+    try:
+        export = get(job.export)
+    except KeyError:
+        return _failed(job_id, "This export is no longer offered by the service.")
+    total = export.count(filters) if export.count is not None else None
+    job.start(clock.now(), total)
+    audit.record("export_job.started", "export_job", job.id, {"export": job.export, "rows_total": total},
+                 actor_label=WORKER_LABEL, organisation_id=job.requested_by.organisation_id)
+    db.session.commit()
+
+    progress = JobProgress(job_id, total)
+    try:
+        tmp = produce(export, filters, progress)
+    except NothingToExport as exc:
+        db.session.rollback()
+        advice = "choose another period or agreement" if filters.agreement else "choose another period"
+        return _failed(job_id, f"{exc.message}: {advice}.")
+    except ExportInvalid as exc:
+        db.session.rollback()
+        current_app.logger.error("Export job %s (%s, %s) failed its checks: %s", job_id, export.name, filters.as_dict(), exc.message)
+        return _failed(job_id, f"The export failed its own checks, so no file was kept: {exc.message}. "
+                               "The problem has been written to the service’s log for whoever runs it.")
+    except Exception:
+        db.session.rollback()
+        current_app.logger.exception("Export job %s (%s, %s) failed", job_id, export.name, filters.as_dict())
+        return _failed(job_id, "The export stopped because of a problem in the service, so no file was kept. "
+                               "The problem has been written to the service’s log: ask for the export again later.")
+    with tmp:
+        digest = _sha256(tmp)
+        key = f"exports/{job_id}/{secrets.token_hex(16)}"
+        try:
+            size = to_storage(tmp, key, export.media_type)
+        except (DeliveryError, StorageError) as exc:
+            current_app.logger.error("Export job %s could not keep its file: %s", job_id, exc)
+            return _failed(job_id, "The export was written but could not be kept in the service’s file storage. "
+                                   "The problem has been written to the service’s log: ask for it again later.")
+    job = db.session.get(ExportJob, job_id)
+    job.finish(clock.now(), rows_done=progress.done, file_key=key, file_size=size, file_sha256=digest)
+    audit.record("export_job.done", "export_job", job_id,
+                 {"export": job.export, "rows": progress.done, "bytes": size, "sha256": digest},
+                 actor_label=WORKER_LABEL, organisation_id=job.requested_by.organisation_id)
+    db.session.commit()
+
+
+def _failed(job_id: int, message: str) -> None:
+    job = db.session.get(ExportJob, job_id)
+    job.fail(clock.now(), message)
+    audit.record("export_job.failed", "export_job", job_id, {"export": job.export, "error": message},
+                 actor_label=WORKER_LABEL, organisation_id=job.requested_by.organisation_id)
+    db.session.commit()
+
+
+def _sha256(tmp: IO[bytes]) -> str:
+    tmp.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter_chunks(tmp, CHUNK_SIZE):
+        digest.update(chunk)
+    tmp.seek(0)
+    return digest.hexdigest()
+
+
+def to_storage(tmp: IO[bytes], key: str, content_type: str) -> int:
+    """Keep a finished export in the project's storage under ``key``; return its size. Copied
+    as a file (local folder) or in 8 MiB parts (S3), never read whole into memory."""
+    backend = get_storage()
+    if isinstance(backend, S3Storage):
+        return to_s3(tmp, f"s3://{backend.bucket}/{backend.object_key(key)}", content_type=content_type,
+                     client=backend.client)
+    if isinstance(backend, LocalStorage):
+        target = backend.root.joinpath(*check_key(key).split("/"))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"Could not write {target}: {exc.strerror or exc}") from exc
+        return to_path(tmp, target)
+    raise TypeError(f"no way to keep an export in {backend!r}")
+
+
+def stored_response(export: Export, job: ExportJob) -> Response:
+    """The download of a job's file: a short-lived link to S3, or the file streamed from disk."""
+    backend = get_storage()
+    filename = export.filename(filters_of(job))
+    url = backend.download_url(job.file_key, filename, export.media_type)
+    if url is not None:
+        return redirect(url, 303)
+    if not isinstance(backend, LocalStorage):
+        raise TypeError(f"no way to serve an export from {backend!r}")
+    try:
+        stored = open(backend.root.joinpath(*check_key(job.file_key).split("/")), "rb")
+    except OSError as exc:
+        raise StorageError(f"could not read export job {job.id}'s file: {exc}") from exc
+    return response(export, filters_of(job), stored)

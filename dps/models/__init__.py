@@ -19,6 +19,7 @@ from .competitions import (
     Score,
 )
 from .budget import Allocation, BudgetLine, BudgetYear
+from .jobs import ExportJob
 from .organisations import Organisation
 from .system import Installation, OutboxMessage, SimulatedClock
 from .users import SignInAttempt, User, UserToken
@@ -43,6 +44,7 @@ __all__ = [
     "Application",
     "ApplicationLot",
     "Document",
+    "ExportJob",
     "RenewalRequest",
     "Agreement",
     "Allocation",

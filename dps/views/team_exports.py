@@ -8,13 +8,20 @@ export that fails its checks hands out nothing and is not recorded as taken.
 Every export but the audit log can be taken for one agreement (the "Agreement" select: all
 published agreements, or one; drafts are never offered, nor exported). The audit log is one hash
 chain for the whole service: it is always taken whole, and its audit event records that.
+
+An export too large for a page request (national scale: the OCDS packages, the audit log) is not
+written in the request: pressing Download queues it (``deliver.ask_for``) and the page lists it
+under "Your exports" with its progress, then a Download button once a worker has finished it.
+Only the person who asked sees it or downloads it (anyone else: 404). The page refreshes
+without JavaScript (a Refresh link); with it, a small script polls each unfinished export's
+status and redraws its row.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovDateInput, GovSelect
@@ -23,12 +30,17 @@ from wtforms import SelectField
 from wtforms.validators import ValidationError
 
 from .. import clock
+from ..auth import one_or_404
+from ..database import read_only_transaction
 from ..exports import Export, ExportInvalid, Filters, NothingToExport, all_exports, deliver
 from ..extensions import db
 from ..forms import LondonDateField
-from ..models import Agreement
+from ..models import Agreement, ExportJob
 from ..services import agreements as agreements_service
 from .team import bp
+
+# "Your exports" lists a person's latest exports prepared in the background, newest first.
+YOUR_EXPORTS = 10
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December")
@@ -121,10 +133,25 @@ def _available() -> list[Export]:
     return [export for export in all_exports() if current_user.role in export.audience]
 
 
+def _your_jobs() -> list[ExportJob]:
+    return db.session.scalars(select(ExportJob).where(ExportJob.requested_by_id == current_user.id)
+                              .order_by(ExportJob.id.desc()).limit(YOUR_EXPORTS)).all()
+
+
+def _your_job(job_id: int) -> ExportJob:
+    """One of the signed-in person's own export jobs; anyone else's is not found."""
+    return one_or_404(select(ExportJob).where(ExportJob.id == job_id, ExportJob.requested_by_id == current_user.id))
+
+
+def _titles() -> dict[str, str]:
+    return {export.name: export.title for export in all_exports()}
+
+
 def _page(form: ExportPeriodForm, http_status: int = 200, failure: tuple[Export, str] | None = None,
           quarters: list[Quarter] | None = None):
     return render_template("team/exports.html", form=form, exports=_available(),
-                           quarters=_quarters() if quarters is None else quarters, failure=failure), http_status
+                           quarters=_quarters() if quarters is None else quarters, failure=failure,
+                           jobs=_your_jobs(), titles=_titles()), http_status
 
 
 @bp.route("/exports")
@@ -154,6 +181,14 @@ def take_export(name: str):
     # The audit log is taken whole whichever agreement is chosen (the page says so): its event
     # records the filters it was actually taken with.
     filters = export.applicable(Filters(form.date_from.data, form.date_to.data, form.chosen_agreement))
+    with read_only_transaction():
+        in_background = deliver.too_big_for_a_request(export, filters)
+    if in_background:
+        job = deliver.ask_for(export, filters, current_user)
+        db.session.commit()
+        flash(f"{export.title} is too large to download at once, so it is being prepared. It will be ready to "
+              "download under Your exports.", "info")
+        return redirect(url_for("team.exports", agreement=filters.agreement) + f"#export-job-{job.id}", 303)
     try:
         tmp = deliver.produce(export, filters)
     except NothingToExport as exc:
@@ -176,3 +211,31 @@ def take_export(name: str):
         tmp.close()
         raise
     return deliver.response(export, filters, tmp)
+
+
+@bp.route("/exports/jobs/<int:job_id>")
+def export_job_status(job_id: int):
+    """How far one of your exports has got, for the page's script: its state, rows and its row of
+    the "Your exports" table drawn again."""
+    job = _your_job(job_id)
+    html = render_template("team/_export_job.html", job=job, titles=_titles())
+    return jsonify(state=job.state, rows_done=job.rows_done, rows_total=job.rows_total, percent=job.percent,
+                   message=_announcement(job), html=html)
+
+
+def _announcement(job: ExportJob) -> str:
+    title = _titles().get(job.export, job.export)
+    return {"queued": f"{title} is waiting to start", "running": f"{title} is being prepared",
+            "done": f"{title} is ready to download", "failed": f"{title} failed"}[job.state]
+
+
+@bp.route("/exports/jobs/<int:job_id>/download", methods=["POST"])
+def download_export_job(job_id: int):
+    job = _your_job(job_id)
+    export = next((e for e in _available() if e.name == job.export), None)
+    if export is None or job.state != "done":
+        abort(404)  # no longer for this role, or nothing to download (yet)
+    # Recorded and committed before a byte goes out, as every download from this page is.
+    deliver.record_taken(export, deliver.filters_of(job), "download", job.file_size, job=job)
+    db.session.commit()
+    return deliver.stored_response(export, job)
