@@ -54,7 +54,8 @@ from dps.models import (
     PanelMember,
     User,
 )
-from dps.services import ServiceError, bids, clarifications, competitions, documents, evaluation
+from dps.pagination import clean_search
+from dps.services import ServiceError, clarifications, competitions, documents, evaluation
 from dps.views.helpers import attach_error, render_form
 
 from .views import bp
@@ -361,11 +362,13 @@ def _competition_form(user: User) -> CompetitionForm:
 
 @bp.route("/competitions")
 def competitions_list():
-    items = db.session.scalars(
-        _own_competitions().options(joinedload(Competition.lot), selectinload(Competition.award))
-        .order_by(Competition.created_at.desc(), Competition.id.desc())).all()
-    now = clock.now()
-    return render_template("buyers/competitions.html", competitions=items, now=now, status_of=status_of,
+    """The organisation's competitions, newest first, 50 to a page (dps.pagination), searched by
+    title or reference."""
+    text = clean_search(request.args.get("q"))
+    page = competitions.competitions_of(current_user.organisation_id, text, after=request.args.get("after"),
+                                        before=request.args.get("before"))
+    return render_template("buyers/competitions.html", page=page, q=text, now=clock.now(), status_of=status_of,
+                           pager=page.navigation("buyers.competitions_list", label="Pages of mini-competitions", q=text),
                            cannot_buy=competitions.why_cannot_buy(_user()))
 
 
@@ -485,6 +488,13 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
             if item.answered_at is None:
                 forms.setdefault(item.id, _answer_form(item))
 
+    # Who was invited, a page at a time: a lot may have thousands of suppliers.
+    invited = invited_counts = None
+    if competition.published_at is not None:
+        invited = competitions.invited_suppliers(competition, after=request.args.get("after"),
+                                                 before=request.args.get("before"))
+        invited_counts = competitions.invitation_counts(competition)
+
     allocation = competition.allocation
     context = dict(
         competition=competition, now=now, status=status, status_label=status_of(competition, now),
@@ -492,7 +502,9 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
         price_formula=PRICE_FORMULA_LABELS.get(competition.price_formula, competition.price_formula),
         warnings=_social_value_warnings(competition), allocation=allocation,
         allocation_label=_allocation_label(allocation), specification=specification, panel=panel,
-        invited=bids.status_for_buyer(competition) if competition.published_at is not None else [],
+        invited=invited, invited_counts=invited_counts,
+        invited_pager=invited.navigation("buyers.competition", label="Pages of invited suppliers",
+                                         competition_id=competition.id, _anchor="invitations") if invited else None,
         clarifications=questions, askers=askers, answer_forms=forms,
         upload_form=(upload_form or UploadForm(formdata=None)) if status == "draft" else None,
         panel_form=panel_form,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import (
@@ -33,7 +33,9 @@ from dps.auth import one_or_404
 from dps.extensions import db
 from dps.forms import ConfirmForm
 from dps.models import Bid, BidDocument, CallOff, Competition, Criterion, Score, User
+from dps.pagination import clean_search
 from dps.services import ServiceError, sealed
+from dps.services import competitions as competition_lists
 from dps.services import evaluation as rules
 from dps.views.helpers import attach_error
 
@@ -485,11 +487,13 @@ def evaluation_confirm(competition_id: int):
 
 @bp.route("/call-offs")
 def call_offs():
-    items = db.session.scalars(
-        select(CallOff).where(CallOff.buyer_organisation_id == current_user.organisation_id)
-        .options(joinedload(CallOff.supplier), joinedload(CallOff.competition))
-        .order_by(CallOff.created_at.desc(), CallOff.id.desc())).all()
-    return render_template("buyers/call_offs.html", call_offs=items)
+    """The organisation's call-off contracts, newest first, 50 to a page (dps.pagination),
+    searched by reference, contract or supplier."""
+    text = clean_search(request.args.get("q"))
+    page = competition_lists.call_offs_of(current_user.organisation_id, text, after=request.args.get("after"),
+                                          before=request.args.get("before"))
+    return render_template("buyers/call_offs.html", page=page, q=text,
+                           pager=page.navigation("buyers.call_offs", label="Pages of call-off contracts", q=text))
 
 
 def _render_call_off(item: CallOff, form: InvoiceForm | None = None, status: int = 200):

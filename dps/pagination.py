@@ -14,7 +14,8 @@ something people read (a name, a due date), so their pages follow the whole sort
   pass gives the first page, never an error.
 - "Previous" reads the same key backwards from the first row of the page and turns the rows
   round; "is there a page before this one" is one EXISTS. The total is one COUNT of the same
-  statement.
+  statement; after the first page the same COUNT also counts the rows before the cursor, so the
+  page can say where it is ("Showing 51 to 100 of 1,234") without another query.
 
 So a page costs the same few queries whatever the size of the list: the count, the page, and
 (after the first page) one EXISTS. Which indexes make each of them cheap is the caller's business.
@@ -30,7 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import url_for
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import Select, and_, case, func, literal, or_, select
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.types import TypeDecorator
@@ -74,26 +75,30 @@ class _Key:
     def ordered(self, backwards: bool):
         return self.expression.desc() if self.descending != backwards else self.expression.asc()
 
-    def beyond(self, value, backwards: bool, strict: bool):
-        """This column past ``value`` in reading order (backwards: before it)."""
+    def beyond(self, value, backwards: bool, strict: bool, column: ColumnElement | None = None):
+        """This column (or ``column``, the same value read from a subquery) past ``value`` in
+        reading order (backwards: before it)."""
+        expression = self.expression if column is None else column
         later = self.descending == backwards  # the column grows in the direction of reading
         if strict:
-            return self.expression > value if later else self.expression < value
-        return self.expression >= value if later else self.expression <= value
+            return expression > value if later else expression < value
+        return expression >= value if later else expression <= value
 
 
-def _beyond(keys: list[_Key], pivot: Sequence, backwards: bool):
+def _beyond(keys: list[_Key], pivot: Sequence, backwards: bool, columns: Sequence[ColumnElement] | None = None):
     """Rows strictly past ``pivot`` in the key's order: (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...
 
     Spelt out rather than as a row-value comparison, so columns may run in different directions;
-    the first, non-strict term on its own is the range an index on the key can read."""
+    the first, non-strict term on its own is the range an index on the key can read. ``columns``:
+    the key's values as a subquery selects them, compared instead of the key's own expressions."""
+    read = list(columns) if columns is not None else [key.expression for key in keys]
     terms = []
     for i, key in enumerate(keys):
-        equal_before = [keys[j].expression == pivot[j] for j in range(i)]
-        terms.append(and_(*equal_before, key.beyond(pivot[i], backwards, strict=True)))
+        equal_before = [read[j] == pivot[j] for j in range(i)]
+        terms.append(and_(*equal_before, key.beyond(pivot[i], backwards, strict=True, column=read[i])))
     if len(keys) == 1:
         return terms[0]
-    return and_(keys[0].beyond(pivot[0], backwards, strict=False), or_(*terms))
+    return and_(keys[0].beyond(pivot[0], backwards, strict=False, column=read[0]), or_(*terms))
 
 
 # Cursors ---------------------------------------------------------------------------------------
@@ -195,10 +200,22 @@ class Page:
     previous_cursor: str | None = None
     # An ``after`` or ``before`` was given that is not a cursor of this list: the first page is shown.
     cursor_refused: bool = False
+    # How many rows of the list come before this page.
+    offset: int = 0
 
     @property
     def paged(self) -> bool:
         return self.next_cursor is not None or self.previous_cursor is not None
+
+    @property
+    def first(self) -> int:
+        """The position in the whole list of this page's first row, counting from 1."""
+        return self.offset + 1
+
+    @property
+    def last(self) -> int:
+        """The position in the whole list of this page's last row."""
+        return self.offset + len(self.rows)
 
     def navigation(self, endpoint: str, *, label: str, **values) -> dict | None:
         """Parameters for govukPagination: Previous and Next links to ``endpoint`` with ``values``
@@ -244,27 +261,44 @@ def keyset_page(stmt: Select, order: Sequence[ColumnElement], *, after: str | No
     def any_beyond(pivot: tuple, backwards: bool) -> bool:
         return bool(db.session.scalar(select(stmt.order_by(None).where(_beyond(keys, pivot, backwards)).exists())))
 
-    total = count(stmt)
+    def counted(pivot: tuple | None, backwards: bool) -> tuple[int, int]:
+        """How many rows the list has and how many of them lie past ``pivot``: one COUNT."""
+        if pivot is None:
+            return count(stmt), 0
+        rows = labelled.order_by(None).subquery()
+        past = _beyond(keys, pivot, backwards, [rows.c[f"keyset_{i}"] for i in range(len(keys))])
+        total, beyond = db.session.execute(select(func.count(), func.count(case((past, 1)))).select_from(rows)).one()
+        return total, beyond
+
     refused = False
+    total = None
     if before is not None and after is None:
         pivot = decode_cursor(before, types)
         refused = pivot is None
         if pivot is not None:
+            total, earlier = counted(pivot, backwards=True)
             found = fetch(pivot, backwards=True)
             # Fewer than a page before the cursor: that is the start of the list, and the first
             # page (below) is what "previous" means, full.
             if len(found) >= size:
                 rows = list(reversed(found[:size]))
                 return Page(
-                    [entity(r) for r in rows], total,
+                    [entity(r) for r in rows], total, offset=earlier - size,
                     next_cursor=encode_cursor(key_of(rows[-1])) if any_beyond(key_of(rows[-1]), False) else None,
                     previous_cursor=encode_cursor(key_of(rows[0])) if len(found) > size else None)
         after = None
     pivot = decode_cursor(after, types) if after is not None else None
     refused = refused or (after is not None and pivot is None)
+    offset = 0
+    if pivot is not None:
+        # The rows before the page are those not past the cursor (its row ended the page before).
+        total, later = counted(pivot, backwards=False)
+        offset = total - later
+    elif total is None:  # a "previous" that came back to the start has counted already
+        total, _ = counted(None, backwards=False)
     found = fetch(pivot, backwards=False)
     rows = found[:size]
-    page = Page([entity(r) for r in rows], total, cursor_refused=refused,
+    page = Page([entity(r) for r in rows], total, cursor_refused=refused, offset=offset,
                 next_cursor=encode_cursor(key_of(rows[-1])) if len(found) > size else None)
     if pivot is not None:
         # Rows before this page: before its first row, or (an empty page past the end of a list

@@ -10,7 +10,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovCharacterCount, GovFileInput, GovTextArea, GovTextInput
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 from wtforms import FileField, StringField, TextAreaField
 from wtforms.validators import ValidationError
@@ -21,6 +21,7 @@ from dps.extensions import db
 from dps.forms import ConfirmForm
 from dps.models import Bid, BidDocument, Competition, CompetitionDocument, Criterion, Document, Invitation, User
 from dps.services import ServiceError, bids, clarifications, documents
+from dps.services import competitions as competition_lists
 from dps.views.helpers import attach_error, render_form
 
 from .views import bp
@@ -47,20 +48,15 @@ def _require_confirm() -> None:
 
 @bp.route("/competitions")
 def competitions():
-    rows = db.session.execute(
-        select(Invitation, Bid.state)
-        .join(Invitation.competition)
-        .outerjoin(Bid, and_(Bid.competition_id == Invitation.competition_id,
-                             Bid.organisation_id == Invitation.organisation_id))
-        .options(joinedload(Invitation.competition).joinedload(Competition.buyer_organisation),
-                 joinedload(Invitation.competition).joinedload(Competition.lot),
-                 # Competition.status reads the award: loaded here, not once per row.
-                 joinedload(Invitation.competition).joinedload(Competition.award))
-        .where(Invitation.organisation_id == current_user.organisation_id)
-        .order_by(Competition.tender_deadline.desc(), Competition.id.desc())
-    ).all()
-    return render_template("suppliers/invitations.html", rows=rows, state_labels=BID_STATE_LABELS,
-                           tenders_open=bids.tenders_open, action_form=ConfirmForm())
+    """The organisation's invitations, the latest first, 50 to a page (dps.pagination); all of
+    them, or only those still open for tenders."""
+    open_only = request.args.get("show") == "open"
+    page = competition_lists.invitations_of(current_user.organisation_id, open_only=open_only,
+                                            after=request.args.get("after"), before=request.args.get("before"))
+    return render_template("suppliers/invitations.html", page=page, open_only=open_only, state_labels=BID_STATE_LABELS,
+                           tenders_open=bids.tenders_open, action_form=ConfirmForm(),
+                           pager=page.navigation("suppliers.competitions", label="Pages of invitations",
+                                                 show="open" if open_only else None))
 
 
 @bp.route("/competitions/<int:competition_id>/view", methods=["POST"])

@@ -7,7 +7,7 @@ from datetime import date
 
 from dps import clock, questionnaire
 from dps.extensions import db
-from dps.models import Agreement, Document, Lot, Organisation, User
+from dps.models import Admission, Agreement, Application, ApplicationLot, Document, Lot, Organisation, User
 from dps.services import applications
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -143,3 +143,36 @@ def complete_draft(app, user_id: int, lot_ids: list[int], public_liability_pence
             applications.attach_document(application, user, qid, doc)
         db.session.commit()
         return application.id
+
+
+def add_suppliers(app, dps: dict, builder: dict, names, *, lots=(1,), status: str = "admitted",
+                  decided: bool = True, **details) -> list[int]:
+    """Suppliers written directly, in one transaction: each with a decided application and an
+    admission of ``status`` to ``lots`` (numbers: ``dps["lot1"]``...); ``builder`` is the user
+    the rows name as their author. ``details``: organisation columns, each a value or a function
+    of the index. Their ids, in order."""
+    with app.app_context():
+        now = clock.now()
+        ids = []
+        for i, name in enumerate(names):
+            values = {key: value(i) if callable(value) else value for key, value in details.items()}
+            org = Organisation(name=name, kind="supplier", created_at=now, **values)
+            db.session.add(org)
+            db.session.flush()
+            application = Application(organisation_id=org.id, agreement_id=dps["agreement"], questionnaire_version=QUESTIONNAIRE,
+                                      created_at=now, created_by_id=builder["id"], updated_at=now, submitted_at=now,
+                                      submitted_by_id=builder["id"], decision_due_on=now.date(),
+                                      decided_at=now if decided else None)
+            db.session.add(application)
+            for number in lots:
+                decision = ApplicationLot(application=application, lot_id=dps[f"lot{number}"], decision="admitted",
+                                          decided_at=now)
+                db.session.add(decision)
+                db.session.flush()
+                db.session.add(Admission(organisation_id=org.id, lot_id=dps[f"lot{number}"],
+                                         application_lot_id=decision.id, admitted_at=now, status=status,
+                                         status_changed_at=now,
+                                         status_reason=None if status == "admitted" else "Set up by the test"))
+            ids.append(org.id)
+        db.session.commit()
+        return ids

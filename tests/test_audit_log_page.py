@@ -174,7 +174,7 @@ def test_filter_by_action_organisation_and_object(app, team, factory):
     assert shown_ids(published) == all_ids(app, AuditEvent.action == "competition.published")
     assert len(shown_ids(published)) == 3
 
-    by_org = team.get(f"{PAGE}?organisation={other}")
+    by_org = team.get(f"{PAGE}?organisation=Aberdeen+City+Council")
     assert shown_ids(by_org) == all_ids(app, AuditEvent.organisation_id == other)
     assert len(shown_ids(by_org)) == 4
 
@@ -183,30 +183,30 @@ def test_filter_by_action_organisation_and_object(app, team, factory):
                                                AuditEvent.object_id == "2")
     assert len(shown_ids(competition_2)) == 2  # published and cancelled, of two organisations
 
-    both = team.get(f"{PAGE}?organisation={other}&action=bid.submitted")
+    both = team.get(f"{PAGE}?organisation=aberdeen+city+council&action=bid.submitted")  # any case
     assert len(shown_ids(both)) == 2
     assert team.get(f"{PAGE}?action=never.happened").status_code == 200
     assert "No events match these filters" in body(team.get(f"{PAGE}?action=never.happened"))
 
 
-def test_the_choices_are_what_the_log_holds_organisations_by_name(app, team, factory):
+def test_the_choices_are_what_the_log_holds_and_the_organisation_is_typed(app, team, factory):
     zeta = factory.organisation(name="Zetland Council")
     alpha = factory.organisation(name="Arun District Council")
     factory.organisation(name="Never Acted Council")
     add_events(app, 1, action="zz.last", object_type="widget", organisation_id=zeta)
     add_events(app, 1, action="aa.first", object_type="gadget", organisation_id=alpha)
     html = body(team.get(PAGE))
-    organisations = html[html.index('name="organisation"'):]
-    organisations = organisations[:organisations.index("</select>")]
-    assert "Never Acted Council" not in organisations
-    assert organisations.index("Arun District Council") < organisations.index("Oldham Council") \
-        < organisations.index("Zetland Council")
+    # No list of organisations: a text box (issue 10 item 3; the organisation search is tested
+    # in test_lists_paginated_more.py).
+    assert re.search(r'<input class="govuk-input"[^>]*name="organisation" type="text"', html)
+    assert '<select class="govuk-select" id="organisation"' not in html and "Never Acted Council" not in html
     with app.app_context():
         expected = audit_log.choices()
     assert expected.actions == sorted(set(expected.actions)) and {"aa.first", "zz.last", "user.created"} <= set(expected.actions)
     assert {"widget", "gadget", "user"} <= set(expected.object_types)
-    assert [name for _, name in expected.organisations] == sorted(name for _, name in expected.organisations)
-    assert f'value="{alpha}"' in organisations
+    actions = html[html.index('name="action"'):]
+    actions = actions[:actions.index("</select>")]
+    assert actions.index("aa.first") < actions.index("zz.last")
 
 
 def test_dates_are_uk_whole_days_both_ends_included(app, team):
@@ -241,13 +241,13 @@ def test_pages_keep_the_filters(app, team, factory):
     org = factory.organisation(name="Kirklees Council")
     add_events(app, 60, action="kept", organisation_id=org, at="2024-06-03T10:00")
     add_events(app, 30, action="other", organisation_id=org, at="2024-06-03T10:00")
-    query = f"action=kept&organisation={org}&date_from=3&date_from=6&date_from=2024"
+    query = "action=kept&organisation=Kirklees+Council&date_from=3&date_from=6&date_from=2024"
     first = team.get(f"{PAGE}?{query}")
     expected = all_ids(app, AuditEvent.action == "kept")
     assert shown_ids(first) == expected[:50]
     older = link(first, "Older events")
     params = parse_qs(urlsplit(older).query)
-    assert params["action"] == ["kept"] and params["organisation"] == [str(org)]
+    assert params["action"] == ["kept"] and params["organisation"] == ["Kirklees Council"]
     assert params["date_from"] == ["3", "6", "2024"] and params["before"] == [str(expected[49])]
     second = team.get(older)
     assert shown_ids(second) == expected[50:]
@@ -264,7 +264,7 @@ def test_pages_keep_the_filters(app, team, factory):
     ("date_from=2&date_from=6&date_from=2024&date_to=1&date_to=6&date_to=2024", "date_to",
      "The ‘to’ date must be the same as or after the ‘from’ date"),
     ("object_id=12", "object_id", "Select the object type to search by object id"),
-    ("organisation=abc", "organisation", "Select an organisation from the list"),
+    ("organisation=abc", "organisation", "There is no organisation called “abc” or whose name starts with it: check the spelling"),
 ])
 def test_bad_filters_are_refused_next_to_their_field(app, team, query, field, message):
     add_events(app, 2)
@@ -277,6 +277,16 @@ def test_bad_filters_are_refused_next_to_their_field(app, team, query, field, me
     error = re.search(rf'id="{field}-error"[^>]*>(.*?)</p>', html, re.S)
     assert error and message in unescape(error.group(1)), html
     assert not shown_ids(response), "no rows are shown for a filter that could not be read"
+
+
+def test_hand_made_page_links_give_a_page_never_a_500(app, team):
+    add_events(app, 60)
+    newest = shown_ids(team.get(PAGE))
+    for value in ("9" * 30, "9" * 5000, "-5", "abc", "%00", "%C2%B2", ""):
+        for key in ("before", "after"):
+            response = team.get(f"{PAGE}?{key}={value}")
+            assert response.status_code == 200, (key, value)
+            assert shown_ids(response) == newest, (key, value)
 
 
 def test_the_filter_form_is_get_and_changes_nothing(app, team):
@@ -301,7 +311,7 @@ def test_queries_per_page_do_not_grow_with_the_log(app, team, factory):
             assert team.get(url).status_code == 200
         return queries()
 
-    urls = [PAGE, f"{PAGE}?action=test.event", f"{PAGE}?organisation={orgs[0]}", f"{PAGE}?before=3", f"{PAGE}?after=2",
+    urls = [PAGE, f"{PAGE}?action=test.event", f"{PAGE}?organisation=Council+0", f"{PAGE}?before=3", f"{PAGE}?after=2",
             f"{PAGE}?object_type=thing&object_id=1&date_from=1&date_from=1&date_from=2024"]
     few = [cost(url) for url in urls]
     for n, org in enumerate(orgs):

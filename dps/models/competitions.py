@@ -46,6 +46,7 @@ class Competition(db.Model):
         CheckConstraint("cancelled_at IS NULL OR length(cancel_reason) > 0", name="cancellation_has_reason"),
         CheckConstraint("standstill_days >= 0", name="standstill_not_negative"),
         Index("ix_competitions_lot_deadline", "lot_id", "tender_deadline"),
+        # A buyer's competitions, newest first (its keyset page).
         Index("ix_competitions_buyer_created", "buyer_organisation_id", "created_at", "id"),
     )
 
@@ -165,7 +166,11 @@ class Invitation(db.Model):
     """The record that a supplier was invited (reg 34: every supplier admitted to the lot)."""
 
     __tablename__ = "invitations"
-    __table_args__ = (UniqueConstraint("competition_id", "organisation_id", name="uq_invitations_pair"),)
+    __table_args__ = (
+        UniqueConstraint("competition_id", "organisation_id", name="uq_invitations_pair"),
+        # A supplier's invitations, the latest first (its keyset page).
+        Index("ix_invitations_organisation_invited", "organisation_id", "invited_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
@@ -319,6 +324,8 @@ class CallOff(db.Model):
         CheckConstraint("paid_pence >= 0 AND paid_pence <= value_pence", name="paid_within_value"),
         CheckConstraint("irrecoverable_vat_pence >= 0 AND irrecoverable_vat_pence <= value_pence",
                         name="irrecoverable_vat_within_value"),
+        # A buyer's call-offs, newest first (its keyset page).
+        Index("ix_call_offs_buyer_created", "buyer_organisation_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

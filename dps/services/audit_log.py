@@ -15,9 +15,12 @@ to use an index and read only the rows it shows:
   rule as the exports), and a date-filtered page is ordered by (occurred_at, id), so that it is
   read straight off the occurred_at index range rather than sorting every event of the period
   (``_order``). scripts/benchmark_audit_log.py prints the plans and timings at a million rows.
-- The choices offered (actions, object types, organisations present in the log) are read with
-  a "skip scan" (a recursive query that jumps from one distinct value to the next in the
-  index), so they cost one index probe per distinct value, not a pass over the log.
+- The choices offered (actions and object types present in the log) are read with a "skip
+  scan" (a recursive query that jumps from one distinct value to the next in the index), so they
+  cost one index probe per distinct value, not a pass over the log.
+- The organisation is typed, not chosen from a list (at national scale there are over ten
+  thousand): ``find_organisation`` resolves the name, ``suggest_organisations`` feeds the
+  page's autocomplete, both off the organisations' name index (``_starting_with``).
 
 Nothing here runs verify_chain: it reads every row. ``flask --app dps audit verify`` does that.
 """
@@ -27,7 +30,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import Select, and_, exists, or_, select, text
+from sqlalchemy import Select, String, and_, exists, func, literal, or_, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -35,6 +38,7 @@ from .. import clock
 from ..exports import Filters
 from ..extensions import db
 from ..models import AuditEvent, Organisation
+from ..pagination import count
 
 PAGE_SIZE = 50
 
@@ -104,7 +108,6 @@ class LogPage:
 class Choices:
     actions: list[str] = field(default_factory=list)
     object_types: list[str] = field(default_factory=list)
-    organisations: list[tuple[int, str]] = field(default_factory=list)
 
 
 def exact_time(moment: datetime | None) -> str:
@@ -249,14 +252,101 @@ def _distinct(column: str) -> list:
 
 
 def choices() -> Choices:
-    """What the filter form offers: only values present in the log. Three queries."""
-    organisations = [(org_id, name) for org_id, name in db.session.execute(text(
-        _DISTINCT.format(col="organisation_id").replace(
-            "SELECT value FROM present WHERE value IS NOT NULL",
-            "SELECT organisations.id, organisations.name FROM organisations "
-            "JOIN present ON organisations.id = present.value ORDER BY organisations.name, organisations.id")))]
-    return Choices(actions=_distinct("action"), object_types=_distinct("object_type"),
-                   organisations=organisations)
+    """What the filter form offers: only values present in the log. Two queries."""
+    return Choices(actions=_distinct("action"), object_types=_distinct("object_type"))
+
+
+# The organisation filter: a name typed in ------------------------------------------------------
+#
+# Both lookups read ix_organisations_name_lower (lower(name), id): a whole name is an equality on
+# it, the start of a name a range of it, and either way only the rows shown are read.
+
+# Names sent to the autocomplete; organisations offered to pick from when a name is not exact.
+SUGGESTIONS = 10
+CANDIDATES = 5
+# Every string that starts with p sorts from p to p + the last code point, in the code point
+# order of SQLite and of PostgreSQL's C and C.UTF-8 collations. LIKE keeps the match exact in
+# any other collation (where the range might also leave a name out).
+_LAST_CODE_POINT = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class OrganisationMatch:
+    id: int
+    name: str
+    kind: str
+    identifier_scheme: str | None
+    identifier_id: str | None
+
+    @property
+    def identifier(self) -> str | None:
+        """The org-id.guide identifier, like GB-COH-01234567, to tell same-named ones apart."""
+        if self.identifier_scheme and self.identifier_id:
+            return f"{self.identifier_scheme}-{self.identifier_id}"
+        return None
+
+
+@dataclass(frozen=True)
+class OrganisationLookup:
+    """What a typed name found: the one organisation it names, or else the first CANDIDATES of
+    those it might mean and how many there are. ``same_name``: the candidates are all called
+    exactly what was typed (names are not unique)."""
+
+    found: OrganisationMatch | None = None
+    candidates: list[OrganisationMatch] = field(default_factory=list)
+    count: int = 0
+    same_name: bool = False
+
+
+_MATCH_COLUMNS = (Organisation.id, Organisation.name, Organisation.kind, Organisation.identifier_scheme,
+                  Organisation.identifier_id)
+_BY_NAME = (func.lower(Organisation.name), Organisation.id)
+
+
+def _called(name: str):
+    """The organisation's name is ``name``, whatever the case of either."""
+    return func.lower(Organisation.name) == func.lower(literal(name))
+
+
+def _starting_with(prefix: str):
+    """The organisation's name starts with ``prefix``, whatever the case; ``%`` and ``_`` in it
+    match only themselves. A range of the name index, then LIKE on what the range holds."""
+    lowered, start = func.lower(Organisation.name, type_=String), func.lower(literal(prefix), type_=String)
+    escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return and_(lowered >= start, lowered < start.concat(_LAST_CODE_POINT),
+                lowered.like(func.lower(literal(escaped + "%")), escape="/"))
+
+
+def suggest_organisations(prefix: str) -> list[str]:
+    """The names, by name, of up to SUGGESTIONS organisations whose names start with ``prefix``:
+    what the organisation filter's autocomplete offers. One read of the name index."""
+    if not prefix:
+        return []
+    names = db.session.scalars(select(Organisation.name).where(_starting_with(prefix))
+                               .order_by(*_BY_NAME).limit(SUGGESTIONS))
+    return list(dict.fromkeys(names))  # two organisations of one name: offered once, told apart on the page
+
+
+def find_organisation(name: str, chosen_id: int | None = None) -> OrganisationLookup:
+    """The organisation a filter names: the one picked on the page (``chosen_id``) while the
+    name still is its name; else the one called ``name``, whatever the case; else the
+    candidates, those called that (when several are) or whose names start with it. At most four
+    queries (a pick, the name, its start and their count), each a read of an index."""
+    if chosen_id is not None:
+        picked = db.session.execute(select(*_MATCH_COLUMNS).where(Organisation.id == chosen_id, _called(name))).first()
+        if picked is not None:
+            return OrganisationLookup(found=OrganisationMatch(*picked))
+    called = [OrganisationMatch(*row) for row in db.session.execute(
+        select(*_MATCH_COLUMNS).where(_called(name)).order_by(Organisation.id).limit(CANDIDATES + 1))]
+    if len(called) == 1:
+        return OrganisationLookup(found=called[0])
+    if called:
+        how_many = len(called) if len(called) <= CANDIDATES else count(select(Organisation.id).where(_called(name)))
+        return OrganisationLookup(candidates=called[:CANDIDATES], count=how_many, same_name=True)
+    starting = select(*_MATCH_COLUMNS).where(_starting_with(name))
+    candidates = [OrganisationMatch(*row) for row in db.session.execute(starting.order_by(*_BY_NAME).limit(CANDIDATES))]
+    how_many = len(candidates) if len(candidates) < CANDIDATES else count(starting)
+    return OrganisationLookup(candidates=candidates, count=how_many)
 
 
 def event(event_id: int) -> LogRow | None:

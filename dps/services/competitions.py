@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import String, and_, func, or_, select, update
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import FileStorage
 
@@ -18,8 +18,10 @@ from ..extensions import db
 from ..models import (
     Admission,
     Allocation,
+    Bid,
     BudgetLine,
     BudgetYear,
+    CallOff,
     Competition,
     CompetitionDocument,
     Criterion,
@@ -30,9 +32,11 @@ from ..models import (
     User,
 )
 from ..models.competitions import CRITERION_KINDS, PRICE_FORMULAS
+from ..pagination import Page, contains, keyset_page
 from . import ServiceError, documents, notify
 from .accounts import buyer_ineligibility
 from .agreements import closed_message, is_open
+from .bids import BidderStatus
 
 MIN_TENDER_DAYS = 10
 SOCIAL_VALUE_ADVISED = 10
@@ -324,3 +328,100 @@ def add_document(competition: Competition, user: User, upload: FileStorage | Non
     audit.record("competition.document_added", "competition", competition.id,
                  {"document_id": document.id, "filename": document.filename, "sha256": document.sha256}, actor=user)
     return link
+
+
+# The lists, a page at a time --------------------------------------------------------------------
+#
+# Keyset pages (dps.pagination), each read off an index that holds its rows in page order, so a
+# page costs the same few queries, and reads the same few rows, however long the list. Scoping
+# is the caller's: it passes the organisation the signed-in user belongs to.
+
+# Newest first; ix_competitions_buyer_created and ix_call_offs_buyer_created.
+COMPETITION_ORDER = (Competition.created_at.desc(), Competition.id.desc())
+CALL_OFF_ORDER = (CallOff.created_at.desc(), CallOff.id.desc())
+# The latest invitation first (ix_invitations_organisation_invited): a supplier's open
+# competitions are its newest invitations.
+INVITATION_ORDER = (Invitation.invited_at.desc(), Invitation.id.desc())
+# lower(): SQLite and PostgreSQL collate differently; this gives one order on both.
+INVITED_ORDER = (func.lower(Organisation.name, type_=String), Organisation.id)
+
+
+def competitions_of(organisation_id: int, text: str = "", *, after: str | None = None,
+                    before: str | None = None) -> Page:
+    """A page of the organisation's competitions, newest first, whose title or reference
+    contains ``text`` (any case), with how many there are."""
+    stmt = (select(Competition).where(Competition.buyer_organisation_id == organisation_id)
+            # The page shows each one's lot and agreement; its status reads the award.
+            .options(joinedload(Competition.lot).joinedload(Lot.agreement), selectinload(Competition.award)))
+    if text:
+        stmt = stmt.where(or_(contains(Competition.title, text), contains(Competition.reference, text)))
+    return keyset_page(stmt, COMPETITION_ORDER, after=after, before=before)
+
+
+def invited_suppliers(competition: Competition, *, after: str | None = None, before: str | None = None) -> Page:
+    """A page of the suppliers invited to ``competition``, by name, as the buyer may see them
+    before the deadline (dps.services.bids.BidderStatus: names and times, never content)."""
+    stmt = (select(Organisation.id, Organisation.name, Invitation.invited_at, Invitation.first_opened_at,
+                   Bid.submitted_at, Admission.status)
+            .select_from(Invitation)
+            .join(Organisation, Organisation.id == Invitation.organisation_id)
+            .outerjoin(Bid, and_(Bid.competition_id == Invitation.competition_id,
+                                 Bid.organisation_id == Invitation.organisation_id, Bid.state == "submitted"))
+            .outerjoin(Admission, and_(Admission.organisation_id == Invitation.organisation_id,
+                                       Admission.lot_id == competition.lot_id))
+            .where(Invitation.competition_id == competition.id))
+    page = keyset_page(stmt, INVITED_ORDER, after=after, before=before)
+    page.rows = [BidderStatus(*row) for row in page.rows]
+    return page
+
+
+@dataclass(frozen=True)
+class InvitationCounts:
+    invited: int
+    opened: int
+    submitted: int
+
+
+def invitation_counts(competition: Competition) -> InvitationCounts:
+    """How many suppliers were invited, have opened the invitation and have a bid submitted: one
+    query over the competition's invitations (uq_invitations_pair, uq_bids_pair)."""
+    invited, opened, submitted = db.session.execute(
+        select(func.count(), func.count(Invitation.first_opened_at), func.count(Bid.id))
+        .select_from(Invitation)
+        .outerjoin(Bid, and_(Bid.competition_id == Invitation.competition_id,
+                             Bid.organisation_id == Invitation.organisation_id, Bid.state == "submitted"))
+        .where(Invitation.competition_id == competition.id)).one()
+    return InvitationCounts(invited, opened, submitted)
+
+
+def invitations_of(organisation_id: int, *, open_only: bool = False, after: str | None = None,
+                   before: str | None = None) -> Page:
+    """A page of the organisation's invitations, the latest first, each with its competition
+    and the state of the organisation's bid, as (Invitation, state or None); ``open_only``: those
+    still open for tenders."""
+    stmt = (select(Invitation, Bid.state)
+            .join(Invitation.competition)
+            .outerjoin(Bid, and_(Bid.competition_id == Invitation.competition_id,
+                                 Bid.organisation_id == Invitation.organisation_id))
+            .options(contains_eager(Invitation.competition).joinedload(Competition.buyer_organisation),
+                     contains_eager(Invitation.competition).joinedload(Competition.lot),
+                     # Competition.status reads the award: loaded with the page, not once per row.
+                     contains_eager(Invitation.competition).joinedload(Competition.award))
+            .where(Invitation.organisation_id == organisation_id))
+    if open_only:
+        # dps.services.bids.tenders_open in SQL (no award can come before the deadline).
+        stmt = stmt.where(Competition.status == "published", Competition.tender_deadline > clock.now())
+    return keyset_page(stmt, INVITATION_ORDER, after=after, before=before)
+
+
+def call_offs_of(organisation_id: int, text: str = "", *, after: str | None = None,
+                 before: str | None = None) -> Page:
+    """A page of the call-off contracts the organisation has awarded, newest first, whose
+    reference, contract title or supplier's name contains ``text`` (any case)."""
+    stmt = (select(CallOff).join(CallOff.competition).join(CallOff.supplier)
+            .options(contains_eager(CallOff.competition), contains_eager(CallOff.supplier))
+            .where(CallOff.buyer_organisation_id == organisation_id))
+    if text:
+        stmt = stmt.where(or_(contains(CallOff.reference, text), contains(Competition.title, text),
+                              contains(Organisation.name, text)))
+    return keyset_page(stmt, CALL_OFF_ORDER, after=after, before=before)
