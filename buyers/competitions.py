@@ -49,11 +49,11 @@ from dps.models import (
     Competition,
     CompetitionDocument,
     Document,
-    Lot,
     Organisation,
     PanelMember,
     User,
 )
+from dps.models.competitions import STAGE_LABELS
 from dps.pagination import clean_search
 from dps.services import ServiceError, clarifications, competitions, documents, evaluation
 from dps.views.helpers import attach_error, render_form
@@ -88,24 +88,6 @@ def _own_competition(competition_id: int) -> Competition:
     return one_or_404(_own_competitions().where(Competition.id == competition_id)
                       .options(joinedload(Competition.lot), selectinload(Competition.criteria),
                                selectinload(Competition.award)))
-
-
-def status_of(competition: Competition, now: datetime) -> tuple[str, str]:
-    """What the buyer reads about where a competition stands, and its tag colour."""
-    status = competition.status
-    if status == "published":
-        if now < competition.tender_deadline:
-            return "Open for tenders", "govuk-tag--blue"
-        if competition.opened_at is None:
-            return "Tenders closed", "govuk-tag--yellow"
-        return "In evaluation", "govuk-tag--yellow"
-    return {
-        "draft": ("Draft", "govuk-tag--grey"),
-        "cancelled": ("Cancelled", "govuk-tag--red"),
-        "no_award": ("Closed without award", "govuk-tag--red"),
-        "award_intended": ("Award intended", "govuk-tag--turquoise"),
-        "awarded": ("Awarded", "govuk-tag--green"),
-    }[status]
 
 
 # Fields and validators ------------------------------------------------------------------------
@@ -367,7 +349,7 @@ def competitions_list():
     text = clean_search(request.args.get("q"))
     page = competitions.competitions_of(current_user.organisation_id, text, after=request.args.get("after"),
                                         before=request.args.get("before"))
-    return render_template("buyers/competitions.html", page=page, q=text, now=clock.now(), status_of=status_of,
+    return render_template("buyers/competitions.html", page=page, q=text, now=clock.now(),
                            pager=page.navigation("buyers.competitions_list", label="Pages of mini-competitions", q=text),
                            cannot_buy=competitions.why_cannot_buy(_user()))
 
@@ -461,7 +443,7 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
     action's form appears only while its action is possible, even when it is the one that failed."""
     user = _user()
     now = clock.now()
-    status = competition.status
+    stage = competition.stage(now)
     specification = db.session.scalars(
         select(Document).join(CompetitionDocument, CompetitionDocument.document_id == Document.id)
         .where(CompetitionDocument.competition_id == competition.id).order_by(Document.id)).all()
@@ -470,7 +452,7 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
         .where(PanelMember.competition_id == competition.id).order_by(User.name, User.id)).all()
     on_panel = {member.user_id for member in panel}
     panel_form = None
-    if status in ("draft", "published") and evaluation.may_manage_panel(competition, user):
+    if competition.refusal("change_panel", now) is None and evaluation.may_manage_panel(competition, user):
         others = [person for person in competitions.panel_candidates(user) if person.id not in on_panel]
         if others:
             panel_form = PanelForm(formdata=None)
@@ -481,7 +463,7 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
     askers = dict(db.session.execute(
         select(Organisation.id, Organisation.name)
         .where(Organisation.id.in_({c.asked_by_organisation_id for c in questions}))).all()) if questions else {}
-    answering = status == "published" and now < competition.tender_deadline
+    answering = competition.refusal("answer_clarification", now) is None
     forms = dict(answer_forms or {})
     if answering:
         for item in questions:
@@ -497,7 +479,7 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
 
     allocation = competition.allocation
     context = dict(
-        competition=competition, now=now, status=status, status_label=status_of(competition, now),
+        competition=competition, now=now, stage=stage.value, stage_label=STAGE_LABELS[stage],
         criteria=competition.criteria, kind_labels=KIND_LABELS,
         price_formula=PRICE_FORMULA_LABELS.get(competition.price_formula, competition.price_formula),
         warnings=_social_value_warnings(competition), allocation=allocation,
@@ -506,11 +488,12 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
         invited_pager=invited.navigation("buyers.competition", label="Pages of invited suppliers",
                                          competition_id=competition.id, _anchor="invitations") if invited else None,
         clarifications=questions, askers=askers, answer_forms=forms,
-        upload_form=(upload_form or UploadForm(formdata=None)) if status == "draft" else None,
+        upload_form=(upload_form or UploadForm(formdata=None)) if competition.refusal("edit", now) is None else None,
         panel_form=panel_form,
-        publish_form=(publish_form or ConfirmForm(formdata=None)) if status == "draft" else None,
+        publish_form=(publish_form or ConfirmForm(formdata=None)) if competition.refusal("publish", now) is None else None,
         # Cancelling is possible at any time before an award (the service has the final word).
-        cancel_form=(cancel_form or CancelForm(formdata=None)) if status in ("draft", "published") else None,
+        cancel_form=((cancel_form or CancelForm(formdata=None)) if competition.refusal("cancel", now) is None
+                     else None),
     )
     return render_form("buyers/competition.html", failed or FlaskForm(formdata=None),
                        400 if failed is not None else None, **context)

@@ -42,13 +42,6 @@ from dps.views.helpers import attach_error
 from .views import bp
 
 TEXT_LIMIT = 5000
-STATUS_LABELS = {
-    "draft": "Draft",
-    "cancelled": "Cancelled",
-    "no_award": "Closed with no award",
-    "awarded": "Awarded",
-    "award_intended": "Award intended (standstill)",
-}
 
 
 # Forms ----------------------------------------------------------------------------------------
@@ -215,15 +208,6 @@ def _me() -> User:
     return current_user._get_current_object()
 
 
-def _stage(competition: Competition) -> str:
-    status = competition.status
-    if status != "published":
-        return STATUS_LABELS[status]
-    if clock.now() < competition.tender_deadline:
-        return "Open for tenders"
-    return "In evaluation" if competition.opened_at else "Closed for tenders: bids not opened"
-
-
 def _score_key(bid_id: int, criterion_id: int) -> str:
     return f"s{bid_id}-{criterion_id}"
 
@@ -246,7 +230,7 @@ def _render(competition: Competition, forms: dict[str, FlaskForm] | None = None,
     now = clock.now()
     finished = competition.cancelled_at is not None or competition.closed_without_award_at is not None
     context: dict = {
-        "competition": competition, "stage": _stage(competition), "member": member, "panel": panel,
+        "competition": competition, "stage": competition.label(now).buyer, "member": member, "panel": panel,
         "deadline_passed": now >= competition.tender_deadline, "finished": finished,
         "award": competition.award, "readable": False, "bidders": [],
         "formula": rules.PRICE_FORMULA_LABELS[competition.price_formula],

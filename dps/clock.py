@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 from flask import current_app, g, has_app_context, has_request_context
 
 from .database import writing
 from .extensions import db
 from .models import SimulatedClock
+from .timefmt import LONDON, fmt, fmt_date, to_london  # noqa: F401 (the clock's formats)
 
-LONDON = ZoneInfo("Europe/London")
 UTC = timezone.utc
 
 
@@ -131,29 +130,5 @@ def move_forward_to(target: datetime) -> datetime:
     return current
 
 
-def to_london(moment: datetime) -> datetime:
-    return moment.astimezone(LONDON)
-
-
-def fmt_date(day) -> str:
-    """A date as GOV.UK writes it: '7 January 2025'."""
-    return f"{day.day} {day:%B %Y}"
-
-
-def fmt(moment: datetime | None, with_time: bool = True) -> str:
-    """'1 April 2025 at 9:05am' in Europe/London, the GOV.UK style."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(LONDON)
-    date_part = f"{local.day} {local:%B %Y}"
-    if not with_time:
-        return date_part
-    hour = local.hour % 12 or 12
-    suffix = "am" if local.hour < 12 else "pm"
-    if local.hour == 12 and local.minute == 0:
-        return f"{date_part} at midday"
-    if local.hour == 0 and local.minute == 0:
-        return f"{date_part} at midnight"
-    return f"{date_part} at {hour}:{local.minute:02d}{suffix}"
 
 

@@ -127,6 +127,8 @@ def register(app: Flask) -> None:
             "navigation": nav,
             "clock_simulated": simulated,
             "clock_now": clock.now() if simulated else None,
+            # The moment the page is about (a competition's stage reads it); views may pass their own.
+            "now": clock.now(),
             "service_name": "CCIN Dynamic Purchasing System",
             "accountable_body_name": _accountable_body_name,
         }

@@ -58,4 +58,5 @@ def clarifications_page(competition_id: int):
     questions = [(c, clarifications.wording_for(c, user), c.asked_by_organisation_id == user.organisation_id)
                  for c in clarifications.visible_to(item, user)]
     return render_form("suppliers/clarifications.html", form, competition=item, questions=questions,
-                       asking=item.status == "published" and clock.now() < item.clarification_deadline)
+                       asking=item.refusal("ask_clarification", clock.now()) is None
+                       and clock.now() < item.clarification_deadline)

@@ -54,7 +54,7 @@ def competitions():
     page = competition_lists.invitations_of(current_user.organisation_id, open_only=open_only,
                                             after=request.args.get("after"), before=request.args.get("before"))
     return render_template("suppliers/invitations.html", page=page, open_only=open_only, state_labels=BID_STATE_LABELS,
-                           tenders_open=bids.tenders_open, action_form=ConfirmForm(),
+                           action_form=ConfirmForm(),
                            pager=page.navigation("suppliers.competitions", label="Pages of invitations",
                                                  show="open" if open_only else None))
 

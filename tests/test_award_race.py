@@ -30,7 +30,7 @@ from dps.extensions import db
 from dps.models import Allocation, Award, CallOff, Competition, PanelMember
 from tests.applying import make_dps
 from tests.conftest import DEFAULT_NOW, TEST_PASSWORD, set_clock
-from tests.test_evaluation import make_allocation, make_bid, make_competition
+from tests.competing import make_allocation, make_bid, make_competition
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AWARDS = 20

@@ -4,131 +4,41 @@ with standstill, letters to bidders, the call-off and its budget commitment, and
 from __future__ import annotations
 
 import html
-import io
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
-from werkzeug.datastructures import FileStorage
 
 from dps import clock
 from dps.extensions import db
 from dps.models import (
     Allocation,
-    AuditEvent,
     Award,
-    Bid,
-    BidAnswer,
     BidDocument,
-    BudgetLine,
-    BudgetYear,
     CallOff,
     Competition,
-    Criterion,
-    Invitation,
     Invoice,
     PanelMember,
     User,
 )
-from dps.services import ServiceError, documents, evaluation, sealed
+from dps.services import ServiceError, evaluation, sealed
 from tests.applying import PDF, make_dps
+from tests.competing import (
+    AFTER_DEADLINE,
+    criterion_ids,
+    events,
+    make_allocation,
+    make_bid,
+    make_competition,
+    post,
+)
 from tests.conftest import outbox, set_clock
 
-CRITERIA = (("quality", "Approach and method", 40), ("social_value", "Social value", 20), ("price", "Price", 40))
-DEADLINE = "2024-06-14T12:00"
-AFTER_DEADLINE = "2024-06-17T09:00"
 
 
 def text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
-
-
-# Building blocks (also used by test_award_race) -----------------------------------------------
-
-def make_allocation(app, organisation_id: int, *, amount_pence: int, cap_pence: int | None = 20_000_00,
-                    committed_pence: int = 0, title: str = "Community wealth building lab") -> int:
-    with app.app_context():
-        year = db.session.scalar(select(BudgetYear).where(BudgetYear.label == "2024/25"))
-        if year is None:
-            year = BudgetYear(label="2024/25", starts_on=date(2024, 4, 1), ends_on=date(2025, 3, 31))
-            db.session.add(year)
-            db.session.flush()
-        line = BudgetLine(year_id=year.id, programme=f"Policy Labs {year.id}-{title}", total_pence=amount_pence,
-                          cap_per_call_off_pence=cap_pence, allocated_pence=amount_pence)
-        db.session.add(line)
-        db.session.flush()
-        allocation = Allocation(line_id=line.id, organisation_id=organisation_id, project_title=title,
-                                amount_pence=amount_pence, committed_pence=committed_pence)
-        db.session.add(allocation)
-        db.session.commit()
-        return allocation.id
-
-
-def make_competition(app, *, lot_id: int, buyer_organisation_id: int, creator_id: int, allocation_id: int,
-                     number: int = 1, standstill: bool = True, formula: str = "lowest_price_ratio",
-                     deadline: str = DEADLINE, criteria=CRITERIA, title: str = "Community wealth building review") -> int:
-    """A published competition, as the competitions pages leave it."""
-    with app.app_context():
-        deadline_at = clock.parse_london(deadline)
-        competition = Competition(
-            reference=f"CCIN-MC-2024-{number:04d}", lot_id=lot_id, buyer_organisation_id=buyer_organisation_id,
-            created_by_id=creator_id, title=title, description="A review.", estimated_value_pence=10_000_00,
-            allocation_id=allocation_id, clarification_deadline=deadline_at - timedelta(days=4),
-            tender_deadline=deadline_at, standstill=standstill, standstill_days=10, price_formula=formula,
-            created_at=clock.parse_london("2024-06-01T09:00"), published_at=clock.parse_london("2024-06-01T10:00"))
-        for position, (kind, name, weight) in enumerate(criteria, start=1):
-            competition.criteria.append(Criterion(position=position, kind=kind, title=name, weight=weight))
-        db.session.add(competition)
-        db.session.commit()
-        return competition.id
-
-
-def make_bid(app, competition_id: int, organisation_id: int, price_pence: int, *, with_document: bool = False) -> int:
-    """A submitted bid with an answer to every quality and social value criterion."""
-    with app.app_context():
-        competition = db.session.get(Competition, competition_id)
-        submitted_at = competition.tender_deadline - timedelta(days=1)
-        db.session.add(Invitation(competition_id=competition_id, organisation_id=organisation_id,
-                                  invited_at=competition.published_at))
-        bid = Bid(competition_id=competition_id, organisation_id=organisation_id, state="submitted",
-                  price_pence=price_pence, updated_at=submitted_at, submitted_at=submitted_at,
-                  receipt_reference=f"R-{competition_id}-{organisation_id}")
-        db.session.add(bid)
-        db.session.flush()
-        for criterion in competition.criteria:
-            if criterion.kind != "price":
-                db.session.add(BidAnswer(bid_id=bid.id, criterion_id=criterion.id,
-                                         text=f"Answer of bidder {organisation_id} to {criterion.title}"))
-        if with_document:
-            uploader = db.session.scalar(select(User).where(User.organisation_id == organisation_id))
-            document = documents.store(uploader, FileStorage(io.BytesIO(PDF), filename="method-statement.pdf"))
-            db.session.add(BidDocument(bid_id=bid.id, document_id=document.id))
-        db.session.commit()
-        return bid.id
-
-
-def criterion_ids(app, competition_id: int) -> dict[str, int]:
-    with app.app_context():
-        return {c.kind: c.id for c in db.session.get(Competition, competition_id).criteria}
-
-
-def events(app, action: str) -> list[AuditEvent]:
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
-        db.session.expunge_all()
-        return rows
-
-
-def post(browser, url: str, page: str, data: dict | None = None, prefix: str | None = None):
-    """Submit a form of ``page`` as a browser would, with its CSRF token (prefixed forms name it
-    "<prefix>-csrf_token")."""
-    payload = dict(data or {})
-    token = browser.csrf_token(page)
-    payload["csrf_token"] = token
-    if prefix:
-        payload[f"{prefix}-csrf_token"] = token
-    return browser.post(url, data=payload)
 
 
 # The world of one competition ------------------------------------------------------------------
@@ -302,7 +212,7 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
         assert award.not_best_reason is None and award.confirmed_at is None and award.value_pence == 10_000_00
         assert award.standstill_ends_at == award.decided_at + timedelta(days=10)
         standstill_ends_at = award.standstill_ends_at
-        assert db.session.get(Competition, c["id"]).status == "award_intended"
+        assert db.session.get(Competition, c["id"]).stage(standstill_ends_at - timedelta(seconds=1)) == "standstill"
     # A second award is refused (the UNIQUE constraint behind the check).
     again = post(alice, f"{c['base']}/award", page, {"bid_id": northern, "value": "1000", "not_best_reason": "Again"})
     assert again.status_code == 400 and "This competition already has an award" in text(again)
@@ -345,7 +255,7 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
         assert call_off.buyer_organisation_id == world["buyer_org"] and call_off.allocation_id == world["allocation"]
         assert (call_off.starts_on, call_off.ends_on) == (date(2024, 6, 28), date(2025, 6, 27))
         assert db.session.get(Allocation, world["allocation"]).committed_pence == 10_000_00
-        assert db.session.get(Competition, c["id"]).status == "awarded"
+        assert db.session.get(Competition, c["id"]).stage(clock.now()) == "awarded"
         call_off_id = call_off.id
     assert confirmed.headers["Location"].endswith(f"/buyer/call-offs/{call_off_id}")
     assert len(events(app, "call_off.created")) == 1
@@ -476,7 +386,7 @@ def test_close_with_no_award_needs_a_reason_and_tells_the_bidders(app, world):
     assert post(alice, f"{c['base']}/no-award", c["page"],
                 {"reason": "No bid met the brief."}).status_code == 302
     with app.app_context():
-        assert db.session.get(Competition, c["id"]).status == "no_award"
+        assert db.session.get(Competition, c["id"]).stage(clock.now()) == "no_award"
     assert len(outbox(app)) == 3 and all("No bid met the brief." in m.body for m in outbox(app))
     assert events(app, "competition.closed_without_award")[0].data["bids"] == 3
     refused = post(alice, f"{c['base']}/award", c["page"], {"bid_id": c["bids"]["Cedar Co-operative"], "value": "1"})

@@ -17,12 +17,11 @@ from dps.models import Allocation, Award, CallOff, User
 from dps.services import ServiceError
 from dps.services import evaluation as rules
 from tests.conftest import set_clock
+from tests.competing import events, post
 from tests.test_evaluation import (  # noqa: F401  (world is a fixture)
     SCORES,
     competition_with_bids,
-    events,
     open_and_declare,
-    post,
     score_all,
     world,
 )

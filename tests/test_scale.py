@@ -99,8 +99,8 @@ def test_rows_match_the_factor_and_keep_the_rules(app):
         assert count(Award, Award.confirmed_at.is_not(None)) == count(CallOff)
         # Competitions in every state around the clock's now.
         now = clock.parse_london(DEFAULT_NOW)
-        statuses = {c.status for c in db.session.scalars(select(Competition))}
-        assert {"draft", "published", "cancelled", "no_award", "award_intended", "awarded"} <= statuses
+        stages = {c.stage(now).value for c in db.session.scalars(select(Competition))}
+        assert {"draft", "open", "in_evaluation", "cancelled", "no_award", "standstill", "awarded"} <= stages
         assert count(Competition, Competition.published_at.is_not(None), Competition.cancelled_at.is_(None),
                      Competition.tender_deadline > now) >= 1
         # The audit log is one valid chain, in time order, all of it before now.

@@ -1,12 +1,16 @@
 """Mini-competitions under the DPS: invitations, clarifications, sealed bids, evaluation,
 award, the call-off contract it creates, and invoices paid against it.
 
-Status is derived from timestamps (see Competition.status), so there is one truth about where a
-competition stands, and a SQL form of it for filtering.
+A competition's stage is derived from its timestamps and the clock (``Competition.stage(now)``,
+with the SQL form ``Competition.stage_at(now)``), so there is one truth about where it stands;
+what may be done in each stage is one table (``ACTIONS``), and services ask
+``competition.require(action, now)`` before they act.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -19,12 +23,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     case,
+    exists,
+    or_,
 )
-from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..errors import ServiceError
 from ..extensions import db
+from ..timefmt import fmt
 from .agreements import Lot
 from .applications import Document
 from .budget import Allocation
@@ -35,6 +43,89 @@ from .users import User
 CRITERION_KINDS = ("quality", "price", "social_value")
 PRICE_FORMULAS = ("lowest_price_ratio", "linear_from_lowest")
 BID_STATES = ("draft", "submitted", "withdrawn")
+
+
+# The lifecycle ----------------------------------------------------------------------------------
+
+class Stage(StrEnum):
+    """Where a mini-competition stands. Opening the bids is an act (recorded, audited), not a
+    stage: it moves a competition from CLOSED to IN_EVALUATION."""
+
+    DRAFT = "draft"
+    OPEN = "open"  # published: every admitted supplier invited, tenders received until the deadline
+    CLOSED = "closed"  # the deadline has passed; the bids are still sealed
+    IN_EVALUATION = "in_evaluation"  # the bids are opened: the panel scores and moderates
+    STANDSTILL = "standstill"  # the award is decided and every bidder told; standstill runs
+    AWARD_INTENDED = "award_intended"  # standstill over (or none): the award waits to be confirmed
+    AWARDED = "awarded"  # the award is confirmed: the call-off contract exists
+    NO_AWARD = "no_award"  # closed with no award, bidders told why
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class StageLabel:
+    buyer: str  # what the buyer's pages (and the DPS team's, and the exports) call it
+    supplier: str  # what an invited supplier reads
+    colour: str  # the GOV.UK tag's modifier
+
+    @property
+    def tag(self) -> str:
+        return f"govuk-tag--{self.colour}"
+
+
+STAGE_LABELS: dict[Stage, StageLabel] = {
+    Stage.DRAFT: StageLabel("Draft", "Draft", "grey"),
+    Stage.OPEN: StageLabel("Open for tenders", "Open for tenders", "blue"),
+    Stage.CLOSED: StageLabel("Tenders closed: bids not opened", "Tenders closed", "yellow"),
+    Stage.IN_EVALUATION: StageLabel("In evaluation", "Tenders closed: being evaluated", "yellow"),
+    Stage.STANDSTILL: StageLabel("Award intended: standstill", "Award intended: standstill", "turquoise"),
+    Stage.AWARD_INTENDED: StageLabel("Award intended: ready to confirm", "Award intended", "turquoise"),
+    Stage.AWARDED: StageLabel("Awarded", "Awarded", "green"),
+    Stage.NO_AWARD: StageLabel("Closed with no award", "Closed with no award", "red"),
+    Stage.CANCELLED: StageLabel("Cancelled", "Cancelled", "red"),
+}
+
+FINISHED = frozenset({Stage.AWARDED, Stage.NO_AWARD, Stage.CANCELLED})
+_RUNNING = frozenset({Stage.OPEN, Stage.CLOSED, Stage.IN_EVALUATION})
+_BEFORE_AWARD = frozenset({Stage.DRAFT}) | _RUNNING
+
+
+@dataclass(frozen=True)
+class Action:
+    """What may be done to a competition: in which stages, and the stage it leads to (None: it
+    stays where it is). The deadline moves OPEN to CLOSED, and the end of standstill STANDSTILL
+    to AWARD_INTENDED, by the clock alone."""
+
+    allowed: frozenset[Stage]
+    leads_to: Stage | None = None
+
+
+ACTIONS: dict[str, Action] = {
+    "edit": Action(frozenset({Stage.DRAFT})),
+    "publish": Action(frozenset({Stage.DRAFT}), Stage.OPEN),
+    "cancel": Action(_BEFORE_AWARD, Stage.CANCELLED),
+    "ask_clarification": Action(frozenset({Stage.OPEN})),
+    "answer_clarification": Action(frozenset({Stage.OPEN})),
+    "bid": Action(frozenset({Stage.OPEN})),  # save, submit or withdraw a bid
+    "change_panel": Action(_BEFORE_AWARD),
+    "declare": Action(frozenset({Stage.IN_EVALUATION})),
+    "open_bids": Action(frozenset({Stage.CLOSED}), Stage.IN_EVALUATION),
+    "score": Action(frozenset({Stage.IN_EVALUATION})),
+    "moderate": Action(frozenset({Stage.IN_EVALUATION})),
+    # With standstill, to STANDSTILL; without, confirmed at once (AWARDED).
+    "decide_award": Action(frozenset({Stage.IN_EVALUATION}), Stage.STANDSTILL),
+    "close_without_award": Action(frozenset({Stage.IN_EVALUATION}), Stage.NO_AWARD),
+    "confirm_award": Action(frozenset({Stage.AWARD_INTENDED}), Stage.AWARDED),
+    "record_invoice": Action(frozenset({Stage.AWARDED})),
+}
+
+
+class StageError(ServiceError):
+    """An action refused because of the competition's stage; the message says why, in words."""
+
+    def __init__(self, message: str, stage: Stage):
+        super().__init__(message)
+        self.stage = stage
 
 
 class Competition(db.Model):
@@ -84,30 +175,89 @@ class Competition(db.Model):
     invitations: Mapped[list["Invitation"]] = relationship(back_populates="competition")
     award: Mapped["Award | None"] = relationship(back_populates="competition", uselist=False)
 
-    @hybrid_property
-    def status(self) -> str:
-        """draft, published, cancelled, no_award, award_intended or awarded. Whether a
-        published competition is still open for tenders depends on the clock:
-        dps.services.sealed.is_sealed(competition)."""
-        if self.cancelled_at is not None:
-            return "cancelled"
-        if self.closed_without_award_at is not None:
-            return "no_award"
-        if self.award is not None:
-            return "awarded" if self.award.confirmed_at is not None else "award_intended"
-        if self.published_at is None:
-            return "draft"
-        return "published"
+    def stage(self, now: datetime) -> Stage:
+        """Where the competition stands at ``now``. Only what had happened by ``now`` counts, so
+        the same function tells the stage as at any moment (an OCDS release's date) and the SQL
+        form ``stage_at`` agrees with it on every stage (tests/test_lifecycle.py)."""
+        def by(moment: datetime | None) -> bool:
+            return moment is not None and moment <= now
 
-    @status.inplace.expression
+        award = self.award
+        if by(self.cancelled_at):
+            return Stage.CANCELLED
+        if by(self.closed_without_award_at):
+            return Stage.NO_AWARD
+        if award is not None and by(award.confirmed_at):
+            return Stage.AWARDED
+        if award is not None and by(award.decided_at):
+            if award.standstill_ends_at is not None and now < award.standstill_ends_at:
+                return Stage.STANDSTILL
+            return Stage.AWARD_INTENDED
+        if not by(self.published_at):
+            return Stage.DRAFT
+        if now < self.tender_deadline:
+            return Stage.OPEN
+        if not by(self.opened_at):
+            return Stage.CLOSED
+        return Stage.IN_EVALUATION
+
     @classmethod
-    def _status_expression(cls):
+    def stage_at(cls, now: datetime):
+        """The SQL form of ``stage(now)``, for filtering and counting lists in the database."""
+        def by(column):
+            return and_(column.is_not(None), column <= now)
+
+        def award_where(*conditions):
+            return exists().where(Award.competition_id == cls.id, *conditions)
+
         return case(
-            (cls.cancelled_at.is_not(None), "cancelled"),
-            (cls.closed_without_award_at.is_not(None), "no_award"),
-            (cls.published_at.is_(None), "draft"),
-            else_="published",
+            (by(cls.cancelled_at), Stage.CANCELLED.value),
+            (by(cls.closed_without_award_at), Stage.NO_AWARD.value),
+            (award_where(by(Award.confirmed_at)), Stage.AWARDED.value),
+            (award_where(by(Award.decided_at), Award.standstill_ends_at > now), Stage.STANDSTILL.value),
+            (award_where(by(Award.decided_at)), Stage.AWARD_INTENDED.value),
+            (or_(cls.published_at.is_(None), cls.published_at > now), Stage.DRAFT.value),
+            (cls.tender_deadline > now, Stage.OPEN.value),
+            (or_(cls.opened_at.is_(None), cls.opened_at > now), Stage.CLOSED.value),
+            else_=Stage.IN_EVALUATION.value,
         )
+
+    def label(self, now: datetime) -> StageLabel:
+        return STAGE_LABELS[self.stage(now)]
+
+    def refusal(self, action: str, now: datetime) -> str | None:
+        """Why ``action`` cannot be done at ``now``, in words; None when it can."""
+        stage = self.stage(now)
+        if stage in ACTIONS[action].allowed:
+            return None
+        if stage is Stage.DRAFT:
+            return "This competition has not been published yet"
+        if stage is Stage.OPEN:
+            return f"Tenders are open until {fmt(self.tender_deadline)}"
+        if stage is Stage.CLOSED:
+            if action == "bid":
+                return f"Tenders closed on {fmt(self.tender_deadline)}"
+            return "The bids have not been opened yet"
+        if stage is Stage.IN_EVALUATION:
+            return "The bids have been opened and are being evaluated"
+        if stage is Stage.STANDSTILL:
+            return (f"The award has been decided. The standstill period ends on {fmt(self.award.standstill_ends_at)}: "
+                    "you can confirm the award after that")
+        if stage is Stage.AWARD_INTENDED:
+            return "The award has been decided, so the evaluation can no longer change"
+        if stage is Stage.AWARDED:
+            return "The contract has been awarded"
+        if stage is Stage.NO_AWARD:
+            return "This competition was closed with no award"
+        return "This competition was cancelled"
+
+    def require(self, action: str, now: datetime) -> Stage:
+        """The one guard services call before they act: the stage at ``now``, or StageError
+        saying why ``action`` cannot be done in it."""
+        refusal = self.refusal(action, now)
+        if refusal is not None:
+            raise StageError(refusal, self.stage(now))
+        return self.stage(now)
 
 
 class Criterion(db.Model):

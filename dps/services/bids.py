@@ -42,6 +42,7 @@ from ..models import (
     Organisation,
     User,
 )
+from ..models.competitions import Stage
 from . import ServiceError, documents, notify
 
 # The criteria a bidder answers in words; price is the bid's price, not an answer.
@@ -63,17 +64,17 @@ class IncompleteBid(ServiceError):
 
 
 def tenders_open(competition: Competition, now: datetime | None = None) -> bool:
-    """True while tenders may be received: published, not cancelled or closed, and strictly
-    before the deadline."""
-    moment = now or clock.now()
-    return competition.status == "published" and moment < competition.tender_deadline
+    """True while tenders may be received (the competition's OPEN stage: published, not
+    cancelled, and strictly before the deadline)."""
+    return competition.refusal("bid", now or clock.now()) is None
 
 
 def closed_message(competition: Competition, *, submitting: bool) -> str:
     """Why nothing can be changed, for the button that was pressed."""
-    if competition.status == "cancelled":
+    stage = competition.stage(clock.now())
+    if stage is Stage.CANCELLED:
         return "This competition has been cancelled, so bids can no longer be changed or submitted"
-    if competition.status != "published":
+    if stage not in (Stage.CLOSED, Stage.IN_EVALUATION):
         return "This competition is no longer receiving bids"
     closed = f"Tenders closed on {clock.fmt(competition.tender_deadline)}"
     if submitting:
@@ -389,7 +390,7 @@ def withdraw(competition: Competition, user: User) -> Bid:
     _require_bidder(competition, user)
     now = clock.now()
     if not tenders_open(competition, now):
-        if competition.status == "published":
+        if competition.stage(now) in (Stage.CLOSED, Stage.IN_EVALUATION):
             raise ServiceError(f"Tenders closed on {clock.fmt(competition.tender_deadline)}: "
                                "your bid can no longer be withdrawn")
         raise ServiceError(closed_message(competition, submitting=False))

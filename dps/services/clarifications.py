@@ -21,6 +21,7 @@ from sqlalchemy import or_, select, update
 from .. import audit, clock, mail
 from ..extensions import db
 from ..models import Clarification, Competition, Invitation, Organisation, User
+from ..models.competitions import Stage
 from . import ServiceError, notify
 
 QUESTION_LIMIT = 5_000
@@ -42,9 +43,10 @@ def ask(competition: Competition, user: User, question: str) -> Clarification:
     """A supplier's question, sent privately to the buying organisation."""
     if user.role != "supplier" or not _invited(competition, user.organisation_id):
         raise ServiceError("Only suppliers invited to this competition can ask questions about it")
-    if competition.status != "published":
-        raise ServiceError("This competition is no longer running, so it takes no more questions", field="question")
     now = clock.now()
+    if competition.refusal("ask_clarification", now) is not None:
+        raise ServiceError("This competition is no longer open for tenders, so it takes no more questions",
+                           field="question")
     if now >= competition.clarification_deadline:
         raise ServiceError(f"The deadline for questions was {clock.fmt(competition.clarification_deadline)}: "
                            "you can no longer ask a question", field="question")
@@ -98,13 +100,14 @@ def answer(clarification: Clarification, user: User, published_question: str, an
     competition = db.session.get(Competition, clarification.competition_id)
     if not _is_buyer_of(competition, user):
         raise ServiceError("Only the buying organisation can answer questions about its competition")
-    if competition.status != "published":
-        raise ServiceError("This competition is no longer running, so its questions cannot be answered")
     now = clock.now()
-    if now >= competition.tender_deadline:
+    stage = competition.stage(now)
+    if stage in (Stage.CLOSED, Stage.IN_EVALUATION):
         # An answer after tenders close could not be used by anyone, and would arrive unequally late.
         raise ServiceError(f"Tenders closed on {clock.fmt(competition.tender_deadline)}: "
                            "questions can no longer be answered", field="answer")
+    if competition.refusal("answer_clarification", now) is not None:
+        raise ServiceError("This competition is no longer running, so its questions cannot be answered")
     if clarification.answered_at is not None:
         raise ServiceError("This question has already been answered", field="answer")
     wording = (published_question or "").strip()

@@ -31,7 +31,7 @@ from ..models import (
     PanelMember,
     User,
 )
-from ..models.competitions import CRITERION_KINDS, PRICE_FORMULAS
+from ..models.competitions import CRITERION_KINDS, PRICE_FORMULAS, Stage
 from ..pagination import Page, contains, keyset_page
 from . import ServiceError, documents, notify
 from .accounts import buyer_ineligibility
@@ -187,7 +187,7 @@ def create(user: User, *, lot_id: int, title: str, description: str, estimated_v
 
 def publish(competition: Competition, user: User) -> list[Invitation]:
     """Invite every supplier admitted to the lot at this moment, record the list, tell them."""
-    if competition.status != "draft":
+    if competition.refusal("publish", clock.now()) is not None:
         raise ServiceError("Only a draft competition can be published")
     if user.organisation_id != competition.buyer_organisation_id:
         raise ServiceError("Only the buying organisation can publish its competition")
@@ -223,7 +223,7 @@ def publish(competition: Competition, user: User) -> list[Invitation]:
 
 
 def cancel(competition: Competition, user: User, reason: str) -> None:
-    if competition.status in ("cancelled", "no_award", "awarded", "award_intended"):
+    if competition.refusal("cancel", clock.now()) is not None:
         raise ServiceError("This competition can no longer be cancelled")
     if user.organisation_id != competition.buyer_organisation_id:
         raise ServiceError("Only the buying organisation can cancel its competition")
@@ -291,7 +291,7 @@ def appoint_panel(competition: Competition, user: User, colleague_ids: list[int]
     """The evaluation panel chosen when the competition is created: at least one buyer of the
     buying organisation. Later changes are dps.services.evaluation.add_panel_member."""
     _require_buying_organisation(competition, user, "choose its evaluation panel")
-    if competition.status != "draft":
+    if competition.refusal("edit", clock.now()) is not None:
         raise ServiceError("The panel is chosen when the competition is created", field="panel")
     wanted = list(dict.fromkeys(colleague_ids))
     if not wanted:
@@ -319,7 +319,7 @@ def add_document(competition: Competition, user: User, upload: FileStorage | Non
     Drafts only: once suppliers are invited, they must all be told of any change, which is what
     a clarification does."""
     _require_buying_organisation(competition, user, "add documents to its competition")
-    if competition.status != "draft":
+    if competition.refusal("edit", clock.now()) is not None:
         raise ServiceError("Documents can only be added before the competition is published", field="document")
     document = documents.store(user, upload, field="document")
     link = CompetitionDocument(competition_id=competition.id, document_id=document.id)
@@ -351,7 +351,7 @@ def competitions_of(organisation_id: int, text: str = "", *, after: str | None =
     """A page of the organisation's competitions, newest first, whose title or reference
     contains ``text`` (any case), with how many there are."""
     stmt = (select(Competition).where(Competition.buyer_organisation_id == organisation_id)
-            # The page shows each one's lot and agreement; its status reads the award.
+            # The page shows each one's lot and agreement; its stage reads the award.
             .options(joinedload(Competition.lot).joinedload(Lot.agreement), selectinload(Competition.award)))
     if text:
         stmt = stmt.where(or_(contains(Competition.title, text), contains(Competition.reference, text)))
@@ -405,12 +405,11 @@ def invitations_of(organisation_id: int, *, open_only: bool = False, after: str 
                                  Bid.organisation_id == Invitation.organisation_id))
             .options(contains_eager(Invitation.competition).joinedload(Competition.buyer_organisation),
                      contains_eager(Invitation.competition).joinedload(Competition.lot),
-                     # Competition.status reads the award: loaded with the page, not once per row.
+                     # Competition.stage reads the award: loaded with the page, not once per row.
                      contains_eager(Invitation.competition).joinedload(Competition.award))
             .where(Invitation.organisation_id == organisation_id))
     if open_only:
-        # dps.services.bids.tenders_open in SQL (no award can come before the deadline).
-        stmt = stmt.where(Competition.status == "published", Competition.tender_deadline > clock.now())
+        stmt = stmt.where(Competition.stage_at(clock.now()) == Stage.OPEN.value)
     return keyset_page(stmt, INVITATION_ORDER, after=after, before=before)
 
 
