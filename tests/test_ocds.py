@@ -153,6 +153,43 @@ def test_validation_never_goes_to_the_network(demo_app, monkeypatch):
     assert attempts == []
 
 
+def test_releases_are_checked_by_validators_built_once_and_errors_worked_out_only_on_failure(demo_app, monkeypatch):
+    ocds_validate._checker()  # built once per process, before any export
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("not on the way of a valid export")
+
+    monkeypatch.setattr(ocds_validate.fastjsonschema, "compile", refuse)
+    monkeypatch.setattr(ocds_validate, "best_match", refuse)
+    for kind in ("releases", "records"):
+        assert export(demo_app, kind)[kind]
+
+
+def test_the_compiled_validator_refuses_what_jsonschema_refuses(demo_app):
+    checker = ocds_validate._checker()
+
+    def compiled_accepts(release: dict) -> bool:
+        try:
+            checker.release_compiled(release)
+        except ocds_validate.fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    releases = export(demo_app, "releases")["releases"]
+    assert all(compiled_accepts(r) and checker.release.is_valid(r) for r in releases)
+    award = {"id": "a-1", "value": {"amount": 9500, "currency": "GBP"}}
+    broken = [
+        _release(date="2024-06-31T09:00:00+01:00"),            # no 31 June
+        _release(date="2024-06-03T09:00:00"),                  # no offset
+        _release(tag=["tender", "auction"]),                   # not a release tag
+        _release(tender={"id": "T-1", "value": {"amount": "9500.00"}}),
+        _release(awards=[award, {**award, "value": {"amount": 9500.0, "currency": "GBP"}}]),
+        {key: value for key, value in _release().items() if key != "ocid"},
+    ]
+    for release in broken:
+        assert not checker.release.is_valid(release) and not compiled_accepts(release), release
+
+
 # The demo data ------------------------------------------------------------------------------------
 
 def test_both_exports_are_registered_as_json():

@@ -3,16 +3,18 @@ they hold only what is published (nothing of a competition before its tender dea
 personal data), filtered by whole UK days."""
 from __future__ import annotations
 
+import base64
 import json
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from dps import clock
-from dps.exports import ocds
+from dps.exports import Filters, ocds
 from dps.extensions import db
-from dps.models import AuditEvent, Bid, Competition, Organisation, User
+from dps.models import Agreement, AuditEvent, Bid, Competition, Organisation, User
 from tests.conftest import set_clock
 from tests.test_ocds import DEMO_CLOCK, demo_app, validate_whole  # noqa: F401  (demo_app: a fixture)
 
@@ -140,6 +142,109 @@ def test_an_export_that_fails_validation_is_a_500_naming_the_field(demo_app, mon
         assert ".value.amount: '" in body["error"] and "is not of type 'number'" in body["error"]
         assert "releases[" in body["error"] and "ocid 'ocds-ccindps-CCIN-MC-" in body["error"]
     assert len(logged) == 2 and all("failed validation" in m and ".value.amount" in m for m in logged)
+
+
+# Pages -------------------------------------------------------------------------------------------
+
+def walk(client, url: str) -> list[dict]:
+    """Every page from ``url`` on, following links.next to the last."""
+    pages = []
+    while url:
+        response = client.get(url.removeprefix("http://dps.test"))
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        pages.append(response.get_json())
+        url = pages[-1].get("links", {}).get("next")
+        assert len(pages) < 100
+    return pages
+
+
+@pytest.mark.parametrize("size", [None, 3, 7])
+@pytest.mark.parametrize("query", ["", "from=2020-04-01&to=2024-06-30", "to=2024-11-17&agreement=ccin-dps-2020"])
+@pytest.mark.parametrize("kind", ["releases", "records"])
+def test_following_links_next_gives_the_whole_package_once_in_pages(demo_app, monkeypatch, kind, query, size):
+    from tests.test_ocds import export
+
+    if size is not None:
+        monkeypatch.setattr(ocds, "PAGE_SIZE", size)
+    page_size = size or ocds.PAGE_SIZE
+    filters = {k: v for k, v in (pair.split("=") for pair in query.split("&") if pair)}
+    whole = export(demo_app, kind, Filters(date.fromisoformat(filters["from"]) if "from" in filters else None,
+                                           date.fromisoformat(filters["to"]) if "to" in filters else None,
+                                           filters.get("agreement")), public=True)[kind]
+    pages = walk(demo_app.test_client(), f"/ocds/{kind}.json" + (f"?{query}" if query else ""))
+    assert [item for page in pages for item in page[kind]] == whole
+    assert len(pages) == -(-len(whole) // page_size) and all(len(page[kind]) <= page_size for page in pages)
+    for number, page in enumerate(pages):
+        validate_whole(page, kind)
+        if number + 1 < len(pages):
+            # The next page's absolute address keeps the period and the agreement.
+            next_page = urlsplit(page["links"]["next"])
+            assert (next_page.scheme, next_page.netloc, next_page.path) == ("http", "dps.test", f"/ocds/{kind}.json")
+            assert {k: v for k, v in parse_qsl(next_page.query) if k != "after"} == {
+                **filters, **({"agreement": filters["agreement"].upper()} if "agreement" in filters else {})}
+            assert pages[number + 1]["uri"] == page["links"]["next"]
+        else:
+            assert "links" not in page
+
+
+def cursor(*values) -> str:
+    """A cursor made by hand, as someone editing the address could: base64url JSON."""
+    text = json.dumps([{"t": v.isoformat()} if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+MOMENT = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+
+
+BAD_CURSORS = [
+    ("releases", "not-a-cursor"),
+    ("releases", "%00"),
+    ("releases", "x" * 5000),
+    ("releases", cursor(1, 5)),                     # a records cursor
+    ("releases", cursor(1, 5, MOMENT, 1, 0)),       # one value too many
+    ("releases", cursor(2, 5, MOMENT, 1)),          # no such kind of process
+    ("releases", cursor(1, -1, MOMENT, 1)),
+    ("releases", cursor(1, 2**31, MOMENT, 1)),      # beyond the id column (32-bit on PostgreSQL)
+    ("releases", cursor(1, 2**63, MOMENT, 1)),
+    ("releases", cursor(1, 10**30, MOMENT, 1)),
+    ("releases", cursor(True, 5, MOMENT, 1)),
+    ("releases", cursor(1, 5, MOMENT, 0)),          # a page always ends after a release
+    ("releases", cursor(1, 5, {"t": "0001-01-01T00:00:00+05:00"}, 1)),  # before year 1 in UTC
+    ("releases", cursor(1, 5, {"t": "2024-05-01T09:00:00"}, 1)),        # no time zone
+    ("releases", cursor(1, 5, {"t": "yesterday"}, 1)),
+    ("releases", cursor(1, 5, "2024-05-01", 1)),
+    ("records", cursor(1, 5, MOMENT, 1)),           # a releases cursor
+    ("records", "not-a-cursor"),
+    ("records", cursor(1, 2**31)),
+    ("records", cursor(0, -3)),
+    ("records", cursor(7, 1)),
+    ("records", cursor(1.5, 1)),
+]
+
+
+@pytest.mark.parametrize("kind, after", BAD_CURSORS)
+def test_a_bad_cursor_is_a_400_naming_the_parameter(demo_app, kind, after):
+    response = demo_app.test_client().get(f"/ocds/{kind}.json?from=2024-01-01&after={after}")
+    assert response.status_code == 400 and response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["parameter"] == "after" and "'after'" in body["error"] and "links.next" in body["error"]
+
+
+def test_a_cursor_of_a_release_page_reads_on_from_there(demo_app):
+    client = demo_app.test_client()
+    first = get_json(client, ENDPOINTS[0])
+    # The whole demo fits on a page: a cursor made from its 10th release gives the rest.
+    assert "links" not in first and len(first["releases"]) > 10
+    tenth = first["releases"][9]
+    key = int(tenth["id"].rsplit("-", 1)[1]) if tenth["ocid"].endswith("CCIN-DPS-2020") else None
+    with demo_app.app_context():
+        agreement = db.session.scalar(select(Agreement.id).where(Agreement.reference == "CCIN-DPS-2020"))
+    assert key is not None, "the demo's first ten releases are the DPS's"
+    seen = sum(1 for r in first["releases"][:10] if r["ocid"] == tenth["ocid"] and r["date"] == tenth["date"])
+    after = ocds.Position(ocds.DPS, agreement, clock.parse_london(tenth["date"]), seen).cursor()
+    rest = get_json(client, f"{ENDPOINTS[0]}?after={after}")
+    assert rest["releases"] == first["releases"][10:]
+    assert rest["uri"] == f"http://dps.test/ocds/releases.json?after={after}"
 
 
 # Filters at the boundaries of UK days (a fresh database: runs after the demo tests) -------------

@@ -26,11 +26,28 @@ Agreements: each published agreement is a DPS process of its own; a draft agreem
 competition on its lots, is never written. ``Filters.agreement`` (a reference) narrows a package
 to that agreement's DPS process and the competitions run under it.
 
+Reading: the period is applied in SQL. The DPS's admissions and changes of standing are read
+dated inside it (a record package: dated before its end); the competitions are those with a
+release inside it (``_with_a_release_in``, the SQL form of the releases a competition gives), read
+in batches of ``BATCH`` by id, each batch with everything its releases need (lots, agreements,
+buyers, criteria, awards with their bids and bidders, the bids at the deadline, call-offs with
+both parties, the invoices in the period and each call-off's first payment) in a fixed number of
+queries, whatever the number of competitions, call-offs or invoices.
+
 Streaming: the package envelope is written, then the releases one at a time, each validated
 (``ocds_validate``) before it is written; memory holds one batch of competitions (or one stream of
 admissions) at a time, never the list of releases. A record package holds, for each process, its
 releases in a spooled temporary file until it is known whether one of them falls in the period,
 and the compiled release of that one process.
+
+Pages (the public endpoints): a page holds at most ``PAGE_SIZE`` releases (or records) in the
+order of the whole package, which is stable: the DPS of each agreement by id, then the
+competitions by id, and inside a process its releases by date. A ``Position`` says where a page
+ended, as an opaque cursor: the process and, in a release package, the date of the last release
+and how many releases of that process at that date came before the next page (several can share
+a date: one application admitted to three lots). The next page reads from there (in SQL, from that
+date on) and skips those few, so following the pages from the first to the last gives every
+release of the period once, each page costing the same few queries.
 
 Public mode (``public=True``, the /ocds endpoints) holds only what is published anyway:
 - nothing of a competition before its tender deadline. Once the deadline has passed the whole
@@ -51,18 +68,22 @@ import heapq
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import IO, Any
 from urllib.parse import urlencode
 
 from flask import current_app
-from sqlalchemy import String, and_, cast, exists, select
+from sqlalchemy import String, and_, cast, exists, func, or_, select, true, union_all
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from .. import clock
 from ..extensions import db
+from ..pagination import decode_cursor, encode_cursor
 from ..models import (
     Admission,
     Agreement,
@@ -77,7 +98,6 @@ from ..models import (
 )
 from ..services import agreements as agreements_service
 from ..services import installation
-from ..services import sealed
 from . import Export, Filters, NothingToExport, Progress, no_progress, register
 from .ocds_validate import (
     EXTENSION_URLS,
@@ -92,6 +112,10 @@ LICENSE_URL = "https://www.nationalarchives.gov.uk/doc/open-government-licence/v
 CURRENCY = "GBP"
 # Competitions loaded per query: bounds memory whatever the number of competitions.
 BATCH = 200
+# Releases (or records) on a page of the public endpoints.
+PAGE_SIZE = 100
+# Process ids in a cursor: the id columns are 32-bit integers on PostgreSQL.
+MAX_ID = 2**31 - 1
 STANDING_ACTIONS = ("admission.suspended", "admission.removed", "admission.reinstated")
 SOLE_TRADER_NAME = "Sole trader (name withheld)"
 NO_ADDRESS_FORMS = ("sole_trader", "partnership")
@@ -212,12 +236,36 @@ def _release(ocid: str, tag: str, key: str, moment: datetime) -> dict:
             "initiationType": "tender", "language": "en"}
 
 
+# The kinds of process, in the order a package gives them.
+DPS, COMPETITION = 0, 1
+
+
 @dataclass
 class Process:
-    """One contracting process: its ocid and a function that yields its releases by date."""
+    """One contracting process: its place in a package (``kind``, DPS or COMPETITION, then ``key``,
+    the agreement's or the competition's id), its ocid, and a function that yields its releases by
+    date. ``releases(since)`` may leave out releases dated before ``since`` (a page that starts
+    inside the process reads from there); the caller skips any it still gives."""
 
+    kind: int
+    key: int
     ocid: str
-    releases: Any  # Callable[[], Iterator[Dated]]
+    releases: Callable[[datetime | None], Iterator[Dated]]
+
+
+def _dated(column, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    """``column`` inside [since, until), each bound left open when None."""
+    conditions = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+def _later(since: datetime | None, resume: datetime | None) -> datetime | None:
+    """The later of two lower bounds, either of which may be open (None)."""
+    return max((m for m in (since, resume) if m is not None), default=None)
 
 
 # The DPS ----------------------------------------------------------------------------------------
@@ -242,7 +290,10 @@ def _dps_tender(agreement: Agreement, status: str) -> dict:
     }
 
 
-def _dps_releases(agreement: Agreement, public: bool) -> Iterator[Dated]:
+def _dps_releases(agreement: Agreement, public: bool, since: datetime | None = None,
+                  until: datetime | None = None) -> Iterator[Dated]:
+    """The DPS's releases by date; those read from the database (admissions and changes of
+    standing) only if dated inside [since, until)."""
     ocid = dps_ocid(agreement)
     body = agreement.accountable_body
     now = clock.now()
@@ -274,7 +325,7 @@ def _dps_releases(agreement: Agreement, public: bool) -> Iterator[Dated]:
             select(Admission, Organisation, Lot)
             .join(Organisation, Organisation.id == Admission.organisation_id)
             .join(Lot, Lot.id == Admission.lot_id)
-            .where(Lot.agreement_id == agreement.id)
+            .where(Lot.agreement_id == agreement.id, *_dated(Admission.admitted_at, since, until))
             .order_by(Admission.admitted_at, Admission.id)
             .execution_options(yield_per=500))
         for admission, org, lot in rows:
@@ -321,7 +372,7 @@ def _dps_releases(agreement: Agreement, public: bool) -> Iterator[Dated]:
             .join(Organisation, Organisation.id == Admission.organisation_id)
             .join(Lot, Lot.id == Admission.lot_id)
             .where(Lot.agreement_id == agreement.id, AuditEvent.action.in_(STANDING_ACTIONS),
-                   AuditEvent.occurred_at >= Admission.admitted_at)
+                   AuditEvent.occurred_at >= Admission.admitted_at, *_dated(AuditEvent.occurred_at, since, until))
             .order_by(AuditEvent.occurred_at, AuditEvent.id)
             .execution_options(yield_per=500))
         for event_id, occurred_at, data, admission_id, org, lot in rows:
@@ -340,7 +391,7 @@ def _dps_releases(agreement: Agreement, public: bool) -> Iterator[Dated]:
             .join(Organisation, Organisation.id == Admission.organisation_id)
             .join(Lot, Lot.id == Admission.lot_id)
             .where(Lot.agreement_id == agreement.id, Admission.status_changed_at > Admission.admitted_at,
-                   ~logged)
+                   ~logged, *_dated(Admission.status_changed_at, since, until))
             .order_by(Admission.status_changed_at, Admission.id)
             .execution_options(yield_per=500))
         for admission, org, lot in rows:
@@ -357,10 +408,14 @@ class _CompetitionData:
     competition: Competition
     bids: list[Bid]            # submitted bids; empty while sealed
     call_off: CallOff | None
-    # The sealed gate's answers, asked once when the competition was loaded, so that a deadline
-    # passing half-way through an export cannot give a release that says "no bids".
+    invoices: list[Row]        # the call-off's invoices dated in the period read, by recorded_at, id
+    first_payment: datetime | None  # when the call-off's first invoice was recorded (in any period)
+    # The sealed gate's answers (dps.services.sealed.is_sealed: sealed until the tender deadline)
+    # at the one moment the package is read, so that a deadline passing half-way through an
+    # export cannot give a release that says "no bids".
     unsealed: bool             # the tender deadline has passed: bid statistics and tenderers
     prices_readable: bool      # and the bids were opened: the DPS team and auditors may read prices
+    now: datetime              # that moment (a contract's end is released once it has come)
 
 
 def _tender_status(c: Competition, at: datetime) -> str:
@@ -497,13 +552,16 @@ def _amendment(key: str, moment: datetime, description: str, rationale: str | No
     return amendment
 
 
-def _transaction(invoice: Invoice, call_off: CallOff, public: bool) -> dict:
+def _transaction(invoice: Row, call_off: CallOff, public: bool) -> dict:
     return {"id": f"invoice-{invoice.id}", "date": iso(start_of(invoice.paid_on)),
             "value": value(invoice.amount_pence),
             "payer": org_ref(call_off.buyer, public), "payee": org_ref(call_off.supplier, public)}
 
 
-def _competition_releases(data: _CompetitionData, public: bool) -> Iterator[Dated]:
+def _competition_releases(data: _CompetitionData, public: bool, since: datetime | None = None,
+                          until: datetime | None = None) -> Iterator[Dated]:
+    """The competition's releases by date: those dated inside [since, until) are made (its
+    invoices were read from the period already)."""
     c = data.competition
     ocid = competition_ocid(c)
     key = str(c.id)
@@ -519,16 +577,16 @@ def _competition_releases(data: _CompetitionData, public: bool) -> Iterator[Date
         events.append((award.decided_at, 4, "award", str(award.id)))
         if award.confirmed_at is not None and award.confirmed_at > award.decided_at:
             events.append((award.confirmed_at, 5, "awardUpdate", f"{award.id}-confirmed"))
-    now = clock.now()
     call_off = data.call_off
     if call_off is not None:
         events.append((call_off.created_at, 6, "contract", str(call_off.id)))
         ends = end_of(call_off.ends_on) + timedelta(seconds=1)
-        if now >= ends:
+        if data.now >= ends:
             events.append((ends, 8, "contractTermination", str(call_off.id)))
-    events.sort()
+    events = sorted(event for event in events
+                    if (since is None or event[0] >= since) and (until is None or event[0] < until))
 
-    first_payment = _first_invoice_recorded_at(call_off)
+    first_payment = data.first_payment
 
     def fixed() -> Iterator[Dated]:
         for moment, order, tag, release_key in events:
@@ -538,9 +596,7 @@ def _competition_releases(data: _CompetitionData, public: bool) -> Iterator[Date
     def implementations() -> Iterator[Dated]:
         if call_off is None or award is None:
             return
-        rows = db.session.scalars(select(Invoice).where(Invoice.call_off_id == call_off.id)
-                                  .order_by(Invoice.recorded_at, Invoice.id).execution_options(yield_per=500))
-        for invoice in rows:
+        for invoice in data.invoices:
             release = _release(ocid, "implementation", str(invoice.id), invoice.recorded_at)
             parties = Parties(public)
             release["buyer"] = parties.add(call_off.buyer, "buyer", "procuringEntity", "payer")
@@ -555,39 +611,69 @@ def _competition_releases(data: _CompetitionData, public: bool) -> Iterator[Date
     return heapq.merge(fixed(), implementations())
 
 
-def _first_invoice_recorded_at(call_off: CallOff | None) -> datetime | None:
-    if call_off is None:
-        return None
-    return db.session.scalar(select(Invoice.recorded_at).where(Invoice.call_off_id == call_off.id)
-                             .order_by(Invoice.recorded_at, Invoice.id).limit(1))
+def _with_a_release_in(filters: Filters, now: datetime) -> ColumnElement[bool]:
+    """Competitions with a release dated inside the period: the SQL form of the moments
+    ``_competition_releases`` dates its releases at (publication, cancellation, the tender
+    deadline once passed and not after a cancellation, closing without an award, the award and
+    its confirmation, the call-off, its invoices, the end of its term once passed)."""
+    since, until = filters.start_utc, filters.end_utc
+    if since is None and until is None:
+        return true()
+
+    def inside(column) -> ColumnElement[bool]:
+        return and_(*_dated(column, since, until))
+
+    # The contract's end is dated at midnight (UK) after its last day, and only once it has come.
+    ended = [CallOff.ends_on < clock.to_london(now).date()]
+    if filters.start is not None:
+        ended.append(CallOff.ends_on >= filters.start - timedelta(days=1))
+    if filters.end is not None:
+        ended.append(CallOff.ends_on < filters.end)
+    own = select(Competition.id).where(or_(
+        inside(Competition.published_at),
+        inside(Competition.cancelled_at),
+        and_(inside(Competition.tender_deadline), Competition.tender_deadline <= now,
+             or_(Competition.cancelled_at.is_(None), Competition.cancelled_at >= Competition.tender_deadline)),
+        inside(Competition.closed_without_award_at)))
+    awards = select(Award.competition_id).where(or_(
+        inside(Award.decided_at), and_(Award.confirmed_at > Award.decided_at, inside(Award.confirmed_at))))
+    call_offs = select(CallOff.competition_id).where(or_(inside(CallOff.created_at), and_(*ended)))
+    invoices = (select(CallOff.competition_id).join(Invoice, Invoice.call_off_id == CallOff.id)
+                .where(inside(Invoice.recorded_at)))
+    # One list of ids, each part a range of one table's dates (an index on each date reads just
+    # the period), rather than one test per competition of the whole table.
+    return Competition.id.in_(union_all(own, awards, call_offs, invoices))
 
 
-def _competitions(public: bool, agreement: str | None = None) -> Iterator[_CompetitionData]:
-    """Published competitions of published agreements (of the one whose reference is
-    ``agreement``, if given) in id order, a batch at a time (keyset pagination)."""
-    now = clock.now()
-    last_id = 0
+def _competitions(filters: Filters, now: datetime, *, public: bool, history: bool, first_id: int = 0,
+                  batch: int = BATCH) -> Iterator[_CompetitionData]:
+    """Published competitions of published agreements (of ``filters.agreement``, if given) with a
+    release in the period, as they stand at ``now``, from id ``first_id`` on, in id order, a
+    batch at a time (keyset pagination). Each batch costs the same few queries whatever it holds.
+    Invoices are those dated inside the period (``history``: dated before its end, for a record)."""
+    since, until = (None if history else filters.start_utc), filters.end_utc
+    last_id = first_id - 1
     while True:
         query = (select(Competition)
                  .join(Lot, Lot.id == Competition.lot_id)
                  .join(Agreement, Agreement.id == Lot.agreement_id)
                  .where(Competition.id > last_id, Competition.published_at.is_not(None),
-                        Agreement.published_at.is_not(None))
-                 .order_by(Competition.id).limit(BATCH)
+                        Agreement.published_at.is_not(None), _with_a_release_in(filters, now))
+                 .order_by(Competition.id).limit(batch)
                  .options(joinedload(Competition.lot).joinedload(Lot.agreement),
                           joinedload(Competition.buyer_organisation),
                           selectinload(Competition.criteria),
                           selectinload(Competition.award).joinedload(Award.bid).joinedload(Bid.organisation)))
-        if agreement is not None:
-            query = query.where(Agreement.reference == agreement)
+        if filters.agreement is not None:
+            query = query.where(Agreement.reference == filters.agreement)
         if public:
             # Nothing of a competition before its tender deadline.
             query = query.where(Competition.tender_deadline <= now)
-        batch = db.session.scalars(query).all()
-        if not batch:
+        competitions = db.session.scalars(query).all()
+        if not competitions:
             return
-        last_id = batch[-1].id
-        unsealed = {c.id for c in batch if not sealed.is_sealed(c)}
+        # The sealed gate's rule (sealed.is_sealed) at the package's moment.
+        unsealed = {c.id for c in competitions if c.tender_deadline <= now}
         bids: dict[int, list[Bid]] = {}
         if unsealed:
             for bid in db.session.scalars(select(Bid).where(Bid.competition_id.in_(sorted(unsealed)), Bid.state == "submitted")
@@ -595,25 +681,58 @@ def _competitions(public: bool, agreement: str | None = None) -> Iterator[_Compe
                                           .order_by(Bid.competition_id, Bid.submitted_at, Bid.id)):
                 bids.setdefault(bid.competition_id, []).append(bid)
         call_offs = {call_off.competition_id: call_off for call_off in db.session.scalars(
-            select(CallOff).where(CallOff.competition_id.in_([c.id for c in batch]))
+            select(CallOff).where(CallOff.competition_id.in_([c.id for c in competitions]))
             .options(joinedload(CallOff.supplier), joinedload(CallOff.buyer)))}
-        for c in batch:
-            yield _CompetitionData(c, bids.get(c.id, []), call_offs.get(c.id), unsealed=c.id in unsealed,
-                                   prices_readable=c.id in unsealed and c.opened_at is not None)
+        invoices: dict[int, list[Row]] = {}
+        first_payments: dict[int, datetime] = {}
+        if call_offs:
+            call_off_ids = sorted(call_off.id for call_off in call_offs.values())
+            for invoice in db.session.execute(
+                    select(Invoice.id, Invoice.call_off_id, Invoice.amount_pence, Invoice.paid_on, Invoice.recorded_at)
+                    .where(Invoice.call_off_id.in_(call_off_ids), *_dated(Invoice.recorded_at, since, until))
+                    .order_by(Invoice.call_off_id, Invoice.recorded_at, Invoice.id)):
+                invoices.setdefault(invoice.call_off_id, []).append(invoice)
+            first_payments = {call_off_id: first for call_off_id, first in db.session.execute(
+                select(Invoice.call_off_id, func.min(Invoice.recorded_at))
+                .where(Invoice.call_off_id.in_(call_off_ids)).group_by(Invoice.call_off_id))}
+        for c in competitions:
+            call_off = call_offs.get(c.id)
+            yield _CompetitionData(c, bids.get(c.id, []), call_off,
+                                   invoices.get(call_off.id, []) if call_off else [],
+                                   first_payments.get(call_off.id) if call_off else None,
+                                   unsealed=c.id in unsealed, prices_readable=c.id in unsealed and c.opened_at is not None,
+                                   now=now)
+        if len(competitions) < batch:
+            return
+        last_id = competitions[-1].id
 
 
-def processes(public: bool = False, agreement: str | None = None) -> Iterator[Process]:
-    """Every contracting process: the DPS (each published agreement), then each published
-    competition run under one. With ``agreement`` (a reference), that agreement's DPS process and
-    its competitions only. A draft agreement is never a process, nor are its competitions."""
-    query = (select(Agreement).where(Agreement.published_at.is_not(None)).order_by(Agreement.id)
-             .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body)))
-    if agreement is not None:
-        query = query.where(Agreement.reference == agreement)
-    for each in db.session.scalars(query).all():
-        yield Process(dps_ocid(each), lambda a=each: _dps_releases(a, public))
-    for data in _competitions(public, agreement):
-        yield Process(competition_ocid(data.competition), lambda d=data: _competition_releases(d, public))
+def processes(filters: Filters = Filters(), *, public: bool = False, history: bool = False,
+              start: tuple[int, int] = (DPS, 0), batch: int = BATCH) -> Iterator[Process]:
+    """Every contracting process with releases to give, in the package's order: the DPS (each
+    published agreement, by id), then each published competition run under one with a release in
+    the period (by id). With ``filters.agreement`` (a reference), that agreement's DPS process and
+    its competitions only. A draft agreement is never a process, nor are its competitions.
+
+    The releases are those dated inside the period, or (``history``, for records) before its end.
+    ``start``: (kind, key) of the first process wanted, for a page that begins there."""
+    since, until = (None if history else filters.start_utc), filters.end_utc
+    # One moment for the whole package (outside a request each clock.now() reads the clock's row).
+    now = clock.now()
+    kind, key = start
+    if kind == DPS:
+        query = (select(Agreement).where(Agreement.published_at.is_not(None), Agreement.id >= key)
+                 .order_by(Agreement.id)
+                 .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body)))
+        if filters.agreement is not None:
+            query = query.where(Agreement.reference == filters.agreement)
+        for each in db.session.scalars(query).all():
+            yield Process(DPS, each.id, dps_ocid(each),
+                          lambda resume=None, a=each: _dps_releases(a, public, _later(since, resume), until))
+    for data in _competitions(filters, now, public=public, history=history, batch=batch,
+                              first_id=key if kind == COMPETITION else 0):
+        yield Process(COMPETITION, data.competition.id, competition_ocid(data.competition),
+                      lambda resume=None, d=data: _competition_releases(d, public, _later(since, resume), until))
 
 
 # Compiling a record ---------------------------------------------------------------------------------
@@ -679,14 +798,21 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _envelope(kind: str, filters: Filters, public: bool) -> dict:
-    base = current_app.config["DPS_BASE_URL"]
-    query = urlencode({k: v for k, v in filters.as_dict().items() if v})
+def _address(kind: str, filters: Filters, *, public: bool, after: Position | None = None) -> str:
+    """The absolute address of a package: the endpoint, the filters and (a page) its cursor."""
+    params = {k: v for k, v in filters.as_dict().items() if v}
+    if after is not None:
+        params["after"] = after.cursor()
     path = f"/ocds/{kind}.json" if public else f"/team/exports/{'ocds' if kind == 'releases' else 'records'}"
+    return current_app.config["DPS_BASE_URL"] + path + (f"?{urlencode(params)}" if params else "")
+
+
+def _envelope(kind: str, filters: Filters, public: bool, after: Position | None = None) -> dict:
+    base = current_app.config["DPS_BASE_URL"]
     body = installation.accountable_body()
     publisher = body.name if body is not None else "CCIN Dynamic Purchasing System"
     return {
-        "uri": base + path + (f"?{query}" if query else ""),
+        "uri": _address(kind, filters, public=public, after=after),
         "version": OCDS_VERSION,
         "extensions": list(EXTENSION_URLS),
         "publisher": {"name": publisher},
@@ -700,48 +826,179 @@ def _of(filters: Filters) -> str:
     return f" of {filters.agreement}" if filters.agreement else ""
 
 
+def _nothing(contents: str, filters: Filters, after: Position | None) -> NothingToExport:
+    if after is not None:
+        return NothingToExport(f"There are no more OCDS {contents}{_of(filters)} in this period after the page "
+                               "the 'after' cursor ends")
+    if contents == "records":
+        return NothingToExport(f"There are no OCDS records{_of(filters)} with a release in this period")
+    return NothingToExport(f"There are no OCDS releases{_of(filters)} in this period")
+
+
 def _write_head(out: IO[bytes], envelope: dict, contents: str) -> None:
     head = _dumps(envelope)
     out.write(head[:-1] + (b"," if envelope else b"") + f'"{contents}":['.encode())
 
 
-def write_release_package(filters: Filters, out: IO[bytes], progress: Progress = no_progress, *,
-                          public: bool = False) -> int:
-    """Stream a release package of every release dated inside ``filters``; return how many."""
-    envelope = _envelope("releases", filters, public)
+def _write_tail(out: IO[bytes], envelope: dict, contents: str, filters: Filters, following: Position | None) -> None:
+    """Close the list and the package, with the address of the next page if there is one. (The
+    links come after the list: they are known once the page is.)"""
+    out.write(b"]")
+    if following is not None:
+        links = {"next": _address(contents, filters, public=True, after=following)}
+        validate_envelope({**envelope, "links": links}, contents)
+        out.write(b',"links":' + _dumps(links))
+    out.write(b"}")
+
+
+# Pages ------------------------------------------------------------------------------------------
+
+class BadCursor(ValueError):
+    """An ``after`` cursor that is not one this service made for that kind of package."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: a process (``kind``, ``key``) and, in a release package, the date of
+    the page's last release and how many releases of that process at that date the pages so far
+    have given (``seen``)."""
+
+    kind: int
+    key: int
+    moment: datetime | None = None
+    seen: int = 0
+
+    def cursor(self) -> str:
+        if self.moment is None:
+            return encode_cursor([self.kind, self.key])
+        return encode_cursor([self.kind, self.key, self.moment, self.seen])
+
+    @classmethod
+    def from_cursor(cls, contents: str, token: str) -> Position:
+        """The position in ``token``, a cursor of a page of ``contents`` ('releases' or
+        'records'). BadCursor unless it is one this service could have made: a cursor is read
+        back from an address anyone can edit, so every value is checked before SQL sees it."""
+        types = (int, int, datetime, int) if contents == "releases" else (int, int)
+        values = decode_cursor(token, types)
+        if values is None:
+            raise BadCursor("is not a cursor of this package")
+        kind, key, *rest = values
+        if kind not in (DPS, COMPETITION) or not 0 <= key <= MAX_ID:
+            raise BadCursor("names no process")
+        if not rest:
+            return cls(kind, key)
+        moment, seen = rest
+        try:
+            moment = moment.astimezone(clock.UTC)
+        except OverflowError:
+            raise BadCursor("has a date out of range") from None
+        if not 1 <= seen <= MAX_ID:
+            raise BadCursor("has a count out of range")
+        return cls(kind, key, moment, seen)
+
+
+def _releases(filters: Filters, *, public: bool, after: Position | None,
+              batch: int) -> Iterator[tuple[Position, Dated]]:
+    """Each release dated in the period, in the package's order (after ``after``, if given),
+    with the position of a page ending on it."""
+    start = (after.kind, after.key) if after is not None else (DPS, 0)
+    with closing(processes(filters, public=public, start=start, batch=batch)) as found:
+        for process in found:
+            resumed = after is not None and (process.kind, process.key) == (after.kind, after.key)
+            moment, seen = (after.moment, after.seen) if resumed else (None, 0)
+            skip = seen
+            with closing(process.releases(moment)) as releases:
+                for dated in releases:
+                    if not filters.covers(dated.moment):
+                        continue
+                    if resumed and dated.moment < after.moment:
+                        continue  # on the pages before
+                    if resumed and dated.moment == after.moment and skip:
+                        skip -= 1
+                        continue  # on the pages before, too
+                    seen = seen + 1 if dated.moment == moment else 1
+                    moment = dated.moment
+                    yield Position(process.kind, process.key, moment, seen), dated
+
+
+def _write_releases(filters: Filters, out: IO[bytes], progress: Progress, *, public: bool,
+                    after: Position | None = None, limit: int | None = None) -> tuple[int, Position | None]:
+    """Stream the releases dated inside ``filters`` (at most ``limit``, after ``after``); return
+    how many, and the position of the last one if there are more."""
+    envelope = _envelope("releases", filters, public, after)
     validate_package_envelope(envelope)
     _write_head(out, envelope, "releases")
-    written = 0
-    for process in processes(public, filters.agreement):
-        for dated in process.releases():
-            if not filters.covers(dated.moment):
-                continue
+    written, last, following = 0, None, None
+    # A competition with a release in the period: limit + 1 competitions fill a page and say
+    # whether there is another.
+    batch = BATCH if limit is None else limit + 1
+    with closing(_releases(filters, public=public, after=after, batch=batch)) as releases:
+        for position, dated in releases:
+            if written == limit:
+                following = last
+                break
             validate_release(dated.release, f"releases[{written}]")
             out.write((b"," if written else b"") + _dumps(dated.release))
             written += 1
+            last = position
             progress(1)
     if written == 0:
-        raise NothingToExport(f"There are no OCDS releases{_of(filters)} in this period")
-    out.write(b"]}")
-    return written
+        raise _nothing("releases", filters, after)
+    _write_tail(out, envelope, "releases", filters, following)
+    return written, following
 
 
-def write_record_package(filters: Filters, out: IO[bytes], progress: Progress = no_progress, *,
-                         public: bool = False) -> int:
-    """Stream a record package: a record for each process with a release inside ``filters``,
-    holding its releases up to the end of the period and its compiled release."""
-    envelope = _envelope("records", filters, public)
+def _has_release_in(process: Process, filters: Filters) -> bool:
+    with closing(process.releases(None)) as releases:
+        for dated in releases:
+            if filters.end_utc is not None and dated.moment >= filters.end_utc:
+                return False
+            if filters.covers(dated.moment):
+                return True
+    return False
+
+
+def _write_records(filters: Filters, out: IO[bytes], progress: Progress, *, public: bool,
+                   after: Position | None = None, limit: int | None = None) -> tuple[int, Position | None]:
+    """Stream a record for each process with a release inside ``filters`` (at most ``limit``,
+    after ``after``), holding its releases up to the end of the period and its compiled release;
+    return how many, and the position of the last one if there are more."""
+    envelope = _envelope("records", filters, public, after)
     validate_envelope(envelope, "records")
     _write_head(out, envelope, "records")
-    records = 0
-    for process in processes(public, filters.agreement):
-        where = f"records[{records}]"
-        validate_record_envelope({"ocid": process.ocid}, where)
-        compiler = Compiler(process.ocid)
-        inside = False
-        count = 0
-        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as buffer:
-            for dated in process.releases():
+    records, last, following = 0, None, None
+    start = (after.kind, after.key) if after is not None else (DPS, 0)
+    batch = BATCH if limit is None else limit + 1
+    with closing(processes(filters, public=public, history=True, start=start, batch=batch)) as found:
+        for process in found:
+            if after is not None and (process.kind, process.key) == (after.kind, after.key):
+                continue  # the last record of the page before
+            if records == limit:
+                if _has_release_in(process, filters):
+                    following = last
+                    break
+                continue
+            if _write_record(process, filters, out, records):
+                records += 1
+                last = Position(process.kind, process.key)
+                progress(1)
+    if records == 0:
+        raise _nothing("records", filters, after)
+    _write_tail(out, envelope, "records", filters, following)
+    return records, following
+
+
+def _write_record(process: Process, filters: Filters, out: IO[bytes], index: int) -> bool:
+    """Write the record of ``process`` (the package's ``index``-th) if one of its releases is
+    inside the period; say whether it was."""
+    where = f"records[{index}]"
+    validate_record_envelope({"ocid": process.ocid}, where)
+    compiler = Compiler(process.ocid)
+    inside = False
+    count = 0
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as buffer:
+        with closing(process.releases(None)) as releases:
+            for dated in releases:
                 if filters.end_utc is not None and dated.moment >= filters.end_utc:
                     break  # sorted by date: the rest are later still
                 inside = inside or filters.covers(dated.moment)
@@ -749,29 +1006,50 @@ def write_record_package(filters: Filters, out: IO[bytes], progress: Progress = 
                 buffer.write((b"," if count else b"") + _dumps(dated.release))
                 compiler.add(dated)
                 count += 1
-            if not inside:
-                continue
-            compiled = compiler.compiled()
-            validate_release(compiled, f"{where}.compiledRelease")
-            out.write((b"," if records else b"") + b'{"ocid":' + _dumps(process.ocid) + b',"releases":[')
-            buffer.seek(0)
-            shutil.copyfileobj(buffer, out)
-            out.write(b'],"compiledRelease":' + _dumps(compiled) + b"}")
-        records += 1
-        progress(1)
-    if records == 0:
-        raise NothingToExport(f"There are no OCDS records{_of(filters)} with a release in this period")
-    out.write(b"]}")
-    return records
+        if not inside:
+            return False
+        compiled = compiler.compiled()
+        validate_release(compiled, f"{where}.compiledRelease")
+        out.write((b"," if index else b"") + b'{"ocid":' + _dumps(process.ocid) + b',"releases":[')
+        buffer.seek(0)
+        shutil.copyfileobj(buffer, out)
+        out.write(b'],"compiledRelease":' + _dumps(compiled) + b"}")
+    return True
+
+
+def write_release_package(filters: Filters, out: IO[bytes], progress: Progress = no_progress, *,
+                          public: bool = False) -> int:
+    """Stream a release package of every release dated inside ``filters``; return how many."""
+    return _write_releases(filters, out, progress, public=public)[0]
+
+
+def write_record_package(filters: Filters, out: IO[bytes], progress: Progress = no_progress, *,
+                         public: bool = False) -> int:
+    """Stream a record package: a record for each process with a release inside ``filters``,
+    holding its releases up to the end of the period and its compiled release."""
+    return _write_records(filters, out, progress, public=public)[0]
 
 
 def write_package(kind: str, filters: Filters, out: IO[bytes], progress: Progress = no_progress, *,
                   public: bool = False) -> int:
-    """``kind`` 'releases' or 'records' (the public endpoints call this with public=True)."""
+    """``kind`` 'releases' or 'records': the whole package (the team's exports)."""
     if kind == "releases":
         return write_release_package(filters, out, progress, public=public)
     if kind == "records":
         return write_record_package(filters, out, progress, public=public)
+    raise ValueError(f"unknown OCDS package kind {kind!r}")
+
+
+def write_page(kind: str, filters: Filters, out: IO[bytes], *, after: Position | None = None,
+               size: int | None = None) -> Position | None:
+    """A page of the public package ``kind``: at most ``size`` (default PAGE_SIZE) releases (or
+    records) after ``after`` (None: the first page), with ``links.next`` the address of the next
+    page if there is one. Returns the position the next page starts after (None: the last page)."""
+    size = PAGE_SIZE if size is None else size
+    if kind == "releases":
+        return _write_releases(filters, out, no_progress, public=True, after=after, limit=size)[1]
+    if kind == "records":
+        return _write_records(filters, out, no_progress, public=True, after=after, limit=size)[1]
     raise ValueError(f"unknown OCDS package kind {kind!r}")
 
 

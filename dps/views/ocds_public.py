@@ -11,6 +11,11 @@ can call them, as often as they like, and each would add a row to the append-onl
 ``?agreement=REF`` narrows a package to one published agreement's DPS process and its
 mini-competitions. A reference that names no published agreement is a 404 naming the parameter,
 the same for a draft's as for one that does not exist, so drafts stay unseen.
+
+Each answer is a page: at most ``ocds.PAGE_SIZE`` releases (or records) of the period, in the
+package's stable order. When there are more, the package's ``links.next`` is the absolute address
+of the next page: the same period and agreement and an opaque ``after`` cursor. A cursor that is
+not one a page gave (cut short, edited, for the other endpoint) is a 400 naming ``after``.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..database import read_only_transaction
 from ..exports import ExportInvalid, Filters, iter_chunks
 from ..exports.deliver import EARLIEST_DAY, LATEST_DAY
-from ..exports.ocds import NothingToExport, write_package
+from ..exports.ocds import BadCursor, NothingToExport, Position, write_page
 from ..services import agreements as agreements_service
 
 bp = Blueprint("ocds", __name__, url_prefix="/ocds")
@@ -80,6 +85,18 @@ def _period() -> Filters:
         raise BadParameter(f"The 'to' date must be the same as or after the 'from' date ({exc})", "to") from None
 
 
+def _after(kind: str) -> Position | None:
+    """The position ``?after=`` names: where the page before ended."""
+    raw = request.args.get("after")
+    if raw is None or raw == "":
+        return None
+    try:
+        return Position.from_cursor(kind, raw)
+    except BadCursor:
+        raise BadParameter(f"The 'after' parameter must be a cursor exactly as the links.next of a page of "
+                           f"{kind}.json gave it (it was {raw[:40]!r})", "after") from None
+
+
 def _error(status: int, message: str, field: str | None = None) -> Response:
     body = {"error": message}
     if field:
@@ -93,13 +110,14 @@ def _error(status: int, message: str, field: str | None = None) -> Response:
 def _serve(kind: str) -> Response:
     try:
         filters = _period()
+        after = _after(kind)
     except BadParameter as exc:
         return _error(exc.status, str(exc), exc.parameter)
     tmp = tempfile.TemporaryFile(prefix=f"dps-ocds-public-{kind}-")
     try:
         with read_only_transaction():  # on SQLite, never holds up the site's writers
             filters = Filters(filters.start, filters.end, _agreement())
-            write_package(kind, filters, tmp, public=True)
+            write_page(kind, filters, tmp, after=after)
         tmp.flush()
     except BadParameter as exc:
         tmp.close()
@@ -129,11 +147,11 @@ def _serve(kind: str) -> Response:
 
 @bp.get("/releases.json")
 def releases():
-    """An OCDS release package of every published release dated in the period."""
+    """A page of the OCDS release package of every published release dated in the period."""
     return _serve("releases")
 
 
 @bp.get("/records.json")
 def records():
-    """An OCDS record package: each contracting process with a published release in the period."""
+    """A page of the OCDS record package: each contracting process with a published release in the period."""
     return _serve("records")
