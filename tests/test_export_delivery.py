@@ -67,7 +67,7 @@ def broken_export(name: str = "test-broken") -> Export:
         raise ExportInvalid(BROKEN_MESSAGE)
 
     return Export(name=name, title="Broken test export", description="Always fails.", extension="json",
-                  media_type="application/json", write=write)
+                  media_type="application/json", write=write, count=lambda filters: 1)
 
 
 @pytest.fixture

@@ -110,6 +110,9 @@ def test_the_team_asks_for_an_ocds_export_and_a_worker_prepares_it_for_them_alon
 
     [done] = export_jobs(app)
     assert done.state == "done" and done.file_size == len(download.get_data()) and len(done.file_sha256) == 64
+    # The bar counted the contracting processes: the DPS and each competition with a release.
+    ocids = {release["ocid"] for release in package["releases"]}
+    assert done.rows_total == done.rows_done == len(ocids)
     assert [(e.action, e.actor_user_id) for e in job_events(app)] == [
         ("export_job.requested", user["id"]), ("export_job.started", None), ("export_job.done", None)]
     assert job_events(app)[1].actor_label == "background job"

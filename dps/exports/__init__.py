@@ -110,8 +110,9 @@ class Export:
     extension: str          # "csv", "json", "xlsx"
     media_type: str
     write: Writer
-    # How many rows the progress bar counts to (None: unknown).
+    # How many rows the progress bar counts to (None: unknown), and what it counts.
     count: Callable[[Filters], int] | None = None
+    unit: str = "rows"
     # Public exports (the OCDS endpoints) hold nothing that is not published anyway.
     audience: tuple[str, ...] = field(default=("dps_admin", "auditor"))
     # Whether the export can be taken for one agreement. The audit log cannot: it is one hash

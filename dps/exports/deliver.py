@@ -27,12 +27,11 @@ from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Response, current_app, has_request_context, redirect
-from sqlalchemy import func, select
 
 from .. import audit, clock, jobs
 from ..database import read_only_transaction
 from ..extensions import db
-from ..models import Agreement, Competition, ExportJob, Lot, User
+from ..models import ExportJob, User
 from ..storage import LocalStorage, S3Storage, StorageError, check_key, content_disposition, get_storage
 from . import Export, ExportInvalid, Filters, NothingToExport, Progress, get, iter_chunks, no_progress
 
@@ -260,31 +259,19 @@ def response(export: Export, filters: Filters, tmp: IO[bytes]) -> Response:
 # --- Exports prepared in the background ------------------------------------------------------------
 
 # The most a page request does itself; anything larger goes to a worker. Reports are measured by
-# the rows they count; the OCDS packages, which build each release from many rows and cannot count
-# their releases without building them, by the contracting processes they walk.
+# the rows they count; the OCDS packages, which build each release from many rows, by the
+# contracting processes they walk (each a few queries and dozens of rows).
 IN_REQUEST_ROWS = 20_000
 IN_REQUEST_PROCESSES = 200
 WORKER_LABEL = "background job"
 
 
 def too_big_for_a_request(export: Export, filters: Filters) -> bool:
-    filters = export.applicable(filters)
-    if export.count is not None:
-        return export.count(filters) > IN_REQUEST_ROWS
-    return _contracting_processes(filters) > IN_REQUEST_PROCESSES
-
-
-def _contracting_processes(filters: Filters) -> int:
-    """The processes an OCDS package walks: each published agreement (the DPS itself) and each
-    published competition under one (of the agreement chosen, if one is)."""
-    agreements = select(func.count()).select_from(Agreement).where(Agreement.published_at.is_not(None))
-    competitions = (select(func.count()).select_from(Competition)
-                    .join(Lot, Lot.id == Competition.lot_id).join(Agreement, Agreement.id == Lot.agreement_id)
-                    .where(Competition.published_at.is_not(None), Agreement.published_at.is_not(None)))
-    if filters.agreement is not None:
-        agreements = agreements.where(Agreement.reference == filters.agreement)
-        competitions = competitions.where(Agreement.reference == filters.agreement)
-    return (db.session.scalar(agreements) or 0) + (db.session.scalar(competitions) or 0)
+    """Whether ``export`` of ``filters`` is for a worker (one that cannot count ahead is not)."""
+    if export.count is None:
+        return False
+    limit = IN_REQUEST_PROCESSES if export.unit == "contracting processes" else IN_REQUEST_ROWS
+    return export.count(export.applicable(filters)) > limit
 
 
 def filters_of(job: ExportJob) -> Filters:

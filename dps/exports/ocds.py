@@ -96,6 +96,7 @@ from ..models import (
     Lot,
     Organisation,
 )
+from ..models.competitions import Stage
 from ..services import agreements as agreements_service
 from ..services import installation
 from . import Export, Filters, NothingToExport, Progress, no_progress, register
@@ -418,14 +419,12 @@ class _CompetitionData:
     now: datetime              # that moment (a contract's end is released once it has come)
 
 
+# The competition's stage as at a release's date, in OCDS's tender status codelist.
+OCDS_TENDER_STATUS = {Stage.CANCELLED: "cancelled", Stage.NO_AWARD: "unsuccessful", Stage.AWARDED: "complete"}
+
+
 def _tender_status(c: Competition, at: datetime) -> str:
-    if c.cancelled_at is not None and c.cancelled_at <= at:
-        return "cancelled"
-    if c.closed_without_award_at is not None and c.closed_without_award_at <= at:
-        return "unsuccessful"
-    if c.award is not None and c.award.confirmed_at is not None and c.award.confirmed_at <= at:
-        return "complete"
-    return "active"
+    return OCDS_TENDER_STATUS.get(c.stage(at), "active")
 
 
 def _bids_visible(data: _CompetitionData, at: datetime) -> bool:
@@ -645,6 +644,38 @@ def _with_a_release_in(filters: Filters, now: datetime) -> ColumnElement[bool]:
     return Competition.id.in_(union_all(own, awards, call_offs, invoices))
 
 
+def _selected(query, filters: Filters, now: datetime, *, public: bool):
+    """``query`` (of Competition) narrowed to the competitions the package holds: published, of
+    published agreements (of ``filters.agreement``, if given), with a release in the period."""
+    query = (query.join(Lot, Lot.id == Competition.lot_id)
+             .join(Agreement, Agreement.id == Lot.agreement_id)
+             .where(Competition.published_at.is_not(None), Agreement.published_at.is_not(None),
+                    _with_a_release_in(filters, now)))
+    if filters.agreement is not None:
+        query = query.where(Agreement.reference == filters.agreement)
+    if public:
+        # Nothing of a competition before its tender deadline.
+        query = query.where(Competition.tender_deadline <= now)
+    return query
+
+
+def _published_agreements(filters: Filters):
+    query = select(Agreement).where(Agreement.published_at.is_not(None))
+    if filters.agreement is not None:
+        query = query.where(Agreement.reference == filters.agreement)
+    return query
+
+
+def count_processes(filters: Filters) -> int:
+    """How many contracting processes a team package of ``filters`` looks at (the DPS of each
+    agreement, and each competition with a release in the period): what its progress counts to,
+    one process at a time. Two COUNT queries."""
+    now = clock.now()
+    agreements = db.session.scalar(select(func.count()).select_from(_published_agreements(filters).subquery()))
+    competitions = db.session.scalar(_selected(select(func.count(Competition.id)), filters, now, public=False))
+    return agreements + competitions
+
+
 def _competitions(filters: Filters, now: datetime, *, public: bool, history: bool, first_id: int = 0,
                   batch: int = BATCH) -> Iterator[_CompetitionData]:
     """Published competitions of published agreements (of ``filters.agreement``, if given) with a
@@ -654,21 +685,13 @@ def _competitions(filters: Filters, now: datetime, *, public: bool, history: boo
     since, until = (None if history else filters.start_utc), filters.end_utc
     last_id = first_id - 1
     while True:
-        query = (select(Competition)
-                 .join(Lot, Lot.id == Competition.lot_id)
-                 .join(Agreement, Agreement.id == Lot.agreement_id)
-                 .where(Competition.id > last_id, Competition.published_at.is_not(None),
-                        Agreement.published_at.is_not(None), _with_a_release_in(filters, now))
+        query = (_selected(select(Competition), filters, now, public=public)
+                 .where(Competition.id > last_id)
                  .order_by(Competition.id).limit(batch)
                  .options(joinedload(Competition.lot).joinedload(Lot.agreement),
                           joinedload(Competition.buyer_organisation),
                           selectinload(Competition.criteria),
                           selectinload(Competition.award).joinedload(Award.bid).joinedload(Bid.organisation)))
-        if filters.agreement is not None:
-            query = query.where(Agreement.reference == filters.agreement)
-        if public:
-            # Nothing of a competition before its tender deadline.
-            query = query.where(Competition.tender_deadline <= now)
         competitions = db.session.scalars(query).all()
         if not competitions:
             return
@@ -721,11 +744,8 @@ def processes(filters: Filters = Filters(), *, public: bool = False, history: bo
     now = clock.now()
     kind, key = start
     if kind == DPS:
-        query = (select(Agreement).where(Agreement.published_at.is_not(None), Agreement.id >= key)
-                 .order_by(Agreement.id)
+        query = (_published_agreements(filters).where(Agreement.id >= key).order_by(Agreement.id)
                  .options(selectinload(Agreement.lots), joinedload(Agreement.accountable_body)))
-        if filters.agreement is not None:
-            query = query.where(Agreement.reference == filters.agreement)
         for each in db.session.scalars(query).all():
             yield Process(DPS, each.id, dps_ocid(each),
                           lambda resume=None, a=each: _dps_releases(a, public, _later(since, resume), until))
@@ -897,13 +917,14 @@ class Position:
         return cls(kind, key, moment, seen)
 
 
-def _releases(filters: Filters, *, public: bool, after: Position | None,
-              batch: int) -> Iterator[tuple[Position, Dated]]:
+def _releases(filters: Filters, *, public: bool, after: Position | None, batch: int,
+              progress: Progress = no_progress) -> Iterator[tuple[Position, Dated]]:
     """Each release dated in the period, in the package's order (after ``after``, if given),
-    with the position of a page ending on it."""
+    with the position of a page ending on it. ``progress`` counts each process looked at."""
     start = (after.kind, after.key) if after is not None else (DPS, 0)
     with closing(processes(filters, public=public, start=start, batch=batch)) as found:
         for process in found:
+            progress(1)
             resumed = after is not None and (process.kind, process.key) == (after.kind, after.key)
             moment, seen = (after.moment, after.seen) if resumed else (None, 0)
             skip = seen
@@ -932,7 +953,7 @@ def _write_releases(filters: Filters, out: IO[bytes], progress: Progress, *, pub
     # A competition with a release in the period: limit + 1 competitions fill a page and say
     # whether there is another.
     batch = BATCH if limit is None else limit + 1
-    with closing(_releases(filters, public=public, after=after, batch=batch)) as releases:
+    with closing(_releases(filters, public=public, after=after, batch=batch, progress=progress)) as releases:
         for position, dated in releases:
             if written == limit:
                 following = last
@@ -941,7 +962,6 @@ def _write_releases(filters: Filters, out: IO[bytes], progress: Progress, *, pub
             out.write((b"," if written else b"") + _dumps(dated.release))
             written += 1
             last = position
-            progress(1)
     if written == 0:
         raise _nothing("releases", filters, after)
     _write_tail(out, envelope, "releases", filters, following)
@@ -971,6 +991,7 @@ def _write_records(filters: Filters, out: IO[bytes], progress: Progress, *, publ
     batch = BATCH if limit is None else limit + 1
     with closing(processes(filters, public=public, history=True, start=start, batch=batch)) as found:
         for process in found:
+            progress(1)
             if after is not None and (process.kind, process.key) == (after.kind, after.key):
                 continue  # the last record of the page before
             if records == limit:
@@ -981,7 +1002,6 @@ def _write_records(filters: Filters, out: IO[bytes], progress: Progress, *, publ
             if _write_record(process, filters, out, records):
                 records += 1
                 last = Position(process.kind, process.key)
-                progress(1)
     if records == 0:
         raise _nothing("records", filters, after)
     _write_tail(out, envelope, "records", filters, following)
@@ -1067,6 +1087,8 @@ register(Export(
     extension="json",
     media_type="application/json",
     write=_team_writer("releases"),
+    count=count_processes,
+    unit="contracting processes",
 ))
 register(Export(
     name="records",
@@ -1076,4 +1098,6 @@ register(Export(
     extension="json",
     media_type="application/json",
     write=_team_writer("records"),
+    count=count_processes,
+    unit="contracting processes",
 ))

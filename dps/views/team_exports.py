@@ -147,11 +147,16 @@ def _titles() -> dict[str, str]:
     return {export.name: export.title for export in all_exports()}
 
 
+def _units() -> dict[str, str]:
+    """What each export's progress counts: rows, or (OCDS) contracting processes."""
+    return {export.name: export.unit for export in all_exports()}
+
+
 def _page(form: ExportPeriodForm, http_status: int = 200, failure: tuple[Export, str] | None = None,
           quarters: list[Quarter] | None = None):
     return render_template("team/exports.html", form=form, exports=_available(),
                            quarters=_quarters() if quarters is None else quarters, failure=failure,
-                           jobs=_your_jobs(), titles=_titles()), http_status
+                           jobs=_your_jobs(), titles=_titles(), units=_units()), http_status
 
 
 @bp.route("/exports")
@@ -218,7 +223,7 @@ def export_job_status(job_id: int):
     """How far one of your exports has got, for the page's script: its state, rows and its row of
     the "Your exports" table drawn again."""
     job = _your_job(job_id)
-    html = render_template("team/_export_job.html", job=job, titles=_titles())
+    html = render_template("team/_export_job.html", job=job, titles=_titles(), units=_units())
     return jsonify(state=job.state, rows_done=job.rows_done, rows_total=job.rows_total, percent=job.percent,
                    message=_announcement(job), html=html)
 
