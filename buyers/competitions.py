@@ -1,5 +1,6 @@
-"""Buyers' mini-competitions: the list, creating one, its page, specification documents, the
-evaluation panel, publishing to every admitted supplier, answering clarifications, cancelling.
+"""Buyers' mini-competitions: the list, creating one, changing it while it is a draft (the same
+form and checks), its page, specification documents, the evaluation panel, publishing to every
+admitted supplier, answering clarifications, cancelling.
 
 Every competition is loaded through the buyer's own organisation (``_own_competition``), so
 another organisation's competition is simply not found. Before the tender deadline the page shows
@@ -70,7 +71,7 @@ PRICE_FORMULA_CHOICES = [
                                        "scores nothing)"),
 ]
 PRICE_FORMULA_LABELS = {choice.value: choice.label for choice in PRICE_FORMULA_CHOICES}
-STANDSTILL_CHOICES = [SelectChoice("yes", "Yes, a 10-day standstill before the contract is confirmed"),
+STANDSTILL_CHOICES = [SelectChoice("yes", "Yes, a standstill period before the contract is confirmed"),
                       SelectChoice("no", "No standstill")]
 KIND_LABELS = {"price": "Price", "quality": "Quality", "social_value": "Social value"}
 
@@ -232,6 +233,12 @@ class CompetitionForm(FlaskForm):
         validators=[InputRequired(message="Enter the time of the tender deadline")])
     standstill = RadioField("Standstill period", widget=GovRadioInput(), validators=[Optional()],
                             choices=STANDSTILL_CHOICES)
+    # Shown under "Yes" of the standstill; read only with it.
+    standstill_days = StringField(
+        "Length of the standstill period", widget=GovTextInput(),
+        description=f"At least {competitions.MIN_STANDSTILL_DAYS} days (Public Contracts Regulations 2015, "
+                    f"regulation 87) and no more than {competitions.MAX_STANDSTILL_DAYS}. Left empty, it is "
+                    f"{competitions.DEFAULT_STANDSTILL_DAYS} days.")
     price_formula = RadioField("How price is scored", widget=GovRadioInput(), choices=PRICE_FORMULA_CHOICES,
                                validate_choice=False, validators=[_chosen("Choose how price is scored")])
     # Holds the service's message about the criteria as a whole (weights adding up to 100%), so
@@ -247,6 +254,12 @@ class CompetitionForm(FlaskForm):
                                 description="Who will score the tenders. Each member declares any conflict of "
                                             "interest before seeing them.")
     submit = SubmitField("Save as draft", widget=GovSubmitInput())
+
+    def validate_standstill_days(self, field) -> None:
+        if self.standstill.data != "yes":
+            return  # no standstill: its length does not matter
+        if (field.data or "").strip() and _number(field) is None:
+            raise StopValidation("Enter the standstill period as a whole number of days, like 10")
 
     def validate_clarification_deadline_time(self, field) -> None:
         self.clarification_moment = self._moment(self.clarification_deadline, field)
@@ -292,6 +305,17 @@ class CompetitionForm(FlaskForm):
         yield ("The social value criterion", self.social_value_title, self.social_value_weight,
                (self.social_value_description, self.social_value_word_limit))
 
+    def inputs(self) -> competitions.CompetitionInputs:
+        """What was typed, for the service (the same for a new competition and an edited one)."""
+        standstill = {"yes": True, "no": False}.get(self.standstill.data)
+        return competitions.CompetitionInputs(
+            lot_id=self.lot.data, title=self.title.data or "", description=self.description.data or "",
+            estimated_value_pence=questionnaire.parse_money(self.estimated_value.data),
+            allocation_id=self.allocation.data, clarification_deadline=self.clarification_moment,
+            tender_deadline=self.tender_moment, criteria=self.criteria_inputs(), standstill=standstill,
+            standstill_days=_number(self.standstill_days) if standstill else None,
+            price_formula=self.price_formula.data)
+
     def criteria_inputs(self) -> list[competitions.CriterionInput]:
         """The criteria typed in, in the order they are shown: price, quality, social value."""
         items = [competitions.CriterionInput(kind="price", title="Price", weight=_number(self.price_weight) or 0)]
@@ -324,20 +348,105 @@ def _allocation_label(allocation) -> str:
             f"({money(allocation.remaining_pence)} remaining)")
 
 
-def _competition_form(user: User) -> CompetitionForm:
+def _pounds(pence: int) -> str:
+    """Pence as the buyer would type pounds: 15000000 -> '150,000'; 1234550 -> '12,345.50'."""
+    return f"{pence / 100:,.2f}".removesuffix(".00")
+
+
+def _wall_time(moment: datetime) -> str:
+    """A moment as the time box takes it, in UK time: '5:00pm', '12:00pm'."""
+    local = clock.to_london(moment)
+    return f"{local.hour % 12 or 12}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
+
+
+def _misfit(competition: Competition) -> str | None:
+    """Why the form cannot show the draft's criteria (None when it can). Drafts made on the new
+    page always fit; one made otherwise with more rows than the form has is refused rather than
+    saved with criteria silently dropped."""
+    kinds = [c.kind for c in competition.criteria]
+    if kinds.count("quality") > QUALITY_ROWS or kinds.count("social_value") > 1 or kinds.count("price") > 1:
+        return (f"This draft has more award criteria than the edit page can show ({QUALITY_ROWS} quality, one "
+                "social value and one price criterion), so it cannot be edited here")
+    return None
+
+
+def _saved_data(competition: Competition) -> dict:
+    """The edit form's starting values: what is saved."""
+    data = {
+        "lot": competition.lot_id, "title": competition.title, "description": competition.description,
+        "estimated_value": _pounds(competition.estimated_value_pence), "allocation": competition.allocation_id,
+        "clarification_deadline": clock.to_london(competition.clarification_deadline).date(),
+        "clarification_deadline_time": _wall_time(competition.clarification_deadline),
+        "tender_deadline": clock.to_london(competition.tender_deadline).date(),
+        "tender_deadline_time": _wall_time(competition.tender_deadline),
+        "standstill": "yes" if competition.standstill else "no",
+        "standstill_days": str(competition.standstill_days), "price_formula": competition.price_formula,
+        "social_value_title": "Social value",
+        "panel": list(db.session.scalars(select(PanelMember.user_id)
+                                         .where(PanelMember.competition_id == competition.id))),
+    }
+    quality = 0
+    for c in sorted(competition.criteria, key=lambda c: c.position):
+        if c.kind == "price":
+            data["price_weight"] = str(c.weight)
+            continue
+        if c.kind == "quality":
+            quality += 1
+            prefix = f"quality_{quality}"
+        else:
+            prefix = "social_value"
+        data[f"{prefix}_title"] = c.title
+        data[f"{prefix}_description"] = c.description
+        data[f"{prefix}_weight"] = str(c.weight)
+        data[f"{prefix}_word_limit"] = str(c.word_limit) if c.word_limit else ""
+    return data
+
+
+def _competition_form(user: User, competition: Competition | None = None) -> CompetitionForm:
+    """The form of the new page (``competition`` None) and of a draft's edit page: one form, so
+    both ask the same and check the same."""
     data = None
     if request.method == "GET":
-        # The buyer creating it is on the panel unless they choose otherwise.
-        data = {"panel": [user.id], "price_formula": "lowest_price_ratio", "social_value_title": "Social value"}
+        if competition is None:
+            # The buyer creating it is on the panel unless they choose otherwise.
+            data = {"panel": [user.id], "price_formula": "lowest_price_ratio", "social_value_title": "Social value",
+                    "standstill_days": str(competitions.DEFAULT_STANDSTILL_DAYS)}
+        else:
+            data = _saved_data(competition)
     form = CompetitionForm(data=data)
     # Every open agreement's lots, each named with its agreement: several may be open at once.
+    lots = competitions.open_lots()
     form.lot.choices = [SelectChoice("", "Choose a lot")] + [
-        SelectChoice(lot.id, f"{lot.agreement.reference}: {lot.label}") for lot in competitions.open_lots()]
+        SelectChoice(lot.id, f"{lot.agreement.reference}: {lot.label}") for lot in lots]
+    if competition is not None and competition.lot_id not in {lot.id for lot in lots}:
+        # The draft's lot, though its agreement is no longer open: shown as chosen, so that saving
+        # says why it cannot stay on it rather than that no lot was chosen.
+        lot = competition.lot
+        form.lot.choices.append(SelectChoice(lot.id, f"{lot.agreement.reference}: {lot.label} (not open)"))
     form.allocation.choices = [SelectChoice("", "Choose an allocation")] + [
         SelectChoice(a.id, _allocation_label(a)) for a in competitions.allocations_for(user)]
+    candidates = competitions.panel_candidates(user)
     form.panel.choices = [SelectChoice(person.id, person.name + (" (you)" if person.id == user.id else ""))
-                          for person in competitions.panel_candidates(user)]
+                          for person in candidates]
+    if competition is not None:
+        # Someone on the draft's panel whose account has closed since is shown, ticked, so the
+        # buyer sees them and unticks them, rather than being dropped unseen.
+        offered = {person.id for person in candidates}
+        form.panel.choices += [
+            SelectChoice(member.user.id, f"{member.user.name} (account closed)")
+            for member in db.session.scalars(
+                select(PanelMember).join(PanelMember.user).options(joinedload(PanelMember.user))
+                .where(PanelMember.competition_id == competition.id).order_by(User.name, User.id))
+            if member.user_id not in offered]
     return form
+
+
+def _form_page(template: str, form: CompetitionForm, **context):
+    today = clock.to_london(clock.now()).date()
+    return render_form(template, form, threshold=competitions.threshold_on(today),
+                       earliest_tender_deadline=clock.now() + timedelta(days=competitions.MIN_TENDER_DAYS),
+                       min_tender_days=competitions.MIN_TENDER_DAYS, quality_rows=range(1, QUALITY_ROWS + 1),
+                       **context)
 
 
 # Pages ----------------------------------------------------------------------------------------
@@ -363,13 +472,7 @@ def new_competition():
     form = _competition_form(user)
     if form.validate_on_submit():
         try:
-            competition, warnings = competitions.create(
-                user, lot_id=form.lot.data, title=form.title.data, description=form.description.data,
-                estimated_value_pence=questionnaire.parse_money(form.estimated_value.data),
-                allocation_id=form.allocation.data, clarification_deadline=form.clarification_moment,
-                tender_deadline=form.tender_moment, criteria=form.criteria_inputs(),
-                standstill={"yes": True, "no": False}.get(form.standstill.data),
-                price_formula=form.price_formula.data)
+            competition, warnings = competitions.create(user, form.inputs())
             competitions.appoint_panel(competition, user, form.panel.data or [])
         except ServiceError as exc:
             db.session.rollback()
@@ -381,11 +484,64 @@ def new_competition():
             for warning in warnings:
                 flash(warning, "warning")
             return redirect(url_for("buyers.competition", competition_id=competition.id))
-    today = clock.to_london(clock.now()).date()
-    return render_form("buyers/competition_new.html", form, cannot_buy=None,
-                       threshold=competitions.threshold_on(today),
-                       earliest_tender_deadline=clock.now() + timedelta(days=competitions.MIN_TENDER_DAYS),
-                       min_tender_days=competitions.MIN_TENDER_DAYS, quality_rows=range(1, QUALITY_ROWS + 1))
+    return _form_page("buyers/competition_new.html", form, cannot_buy=None)
+
+
+# What the flash after an edit calls each thing that changed.
+CHANGE_LABELS = {
+    "lot_id": "lot", "title": "title", "description": "description", "estimated_value_pence": "estimated value",
+    "allocation_id": "budget allocation", "clarification_deadline": "deadline for questions",
+    "tender_deadline": "tender deadline", "standstill": "standstill", "standstill_days": "length of the standstill",
+    "price_formula": "how price is scored", "criteria": "award criteria", "panel": "evaluation panel",
+}
+
+
+def _said(names: list[str]) -> str:
+    labels = [CHANGE_LABELS.get(name, name) for name in names]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+@bp.route("/competitions/<int:competition_id>/edit", methods=["GET", "POST"])
+def edit_competition(competition_id: int):
+    """A draft's edit page: the new page's form, filled in with what is saved, checked by the same
+    service path. Once published (or cancelled) the page and its POST are refused with the reason,
+    on the competition's page."""
+    item = _own_competition(competition_id)
+    user = _user()
+    refusal = competitions.edit_refusal(item) or competitions.why_cannot_buy(user) or _misfit(item)
+    if refusal:
+        return _refused(item, refusal)
+    form = _competition_form(user, item)
+    if form.validate_on_submit():
+        try:
+            changed, warnings = competitions.update_draft(item, user, form.inputs())
+            panel = competitions.appoint_panel(item, user, form.panel.data or [])
+        except ServiceError as exc:
+            db.session.rollback()
+            item = _own_competition(competition_id)
+            refusal = competitions.edit_refusal(item)
+            if refusal:  # published or cancelled by a colleague meanwhile
+                return _refused(item, refusal)
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            if panel.added or panel.removed:
+                changed.append("panel")
+            if changed:
+                flash(f"Your changes to {item.reference} have been saved: {_said(changed)}.", "success")
+            else:
+                flash("You did not change anything, so nothing was saved.", "info")
+            for warning in warnings:
+                flash(warning, "warning")
+            return redirect(url_for("buyers.competition", competition_id=item.id))
+    return _form_page("buyers/competition_edit.html", form, competition=item)
+
+
+def _refused(item: Competition, message: str):
+    """The competition's page with why it cannot be changed (status 400): nothing was saved."""
+    form = FlaskForm(formdata=None)
+    form.form_errors.append(message)
+    return _competition_page(item, form)
 
 
 class UploadForm(FlaskForm):
@@ -478,6 +634,7 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
         invited_counts = competitions.invitation_counts(competition)
 
     allocation = competition.allocation
+    editable = competition.refusal("edit", now) is None
     context = dict(
         competition=competition, now=now, stage=stage.value, stage_label=STAGE_LABELS[stage],
         criteria=competition.criteria, kind_labels=KIND_LABELS,
@@ -488,7 +645,9 @@ def _competition_page(competition: Competition, failed: FlaskForm | None = None,
         invited_pager=invited.navigation("buyers.competition", label="Pages of invited suppliers",
                                          competition_id=competition.id, _anchor="invitations") if invited else None,
         clarifications=questions, askers=askers, answer_forms=forms,
-        upload_form=(upload_form or UploadForm(formdata=None)) if competition.refusal("edit", now) is None else None,
+        editable=editable,
+        upload_form=(upload_form or UploadForm(formdata=None)) if editable else None,
+        remove_form=ConfirmForm(formdata=None) if editable else None,
         panel_form=panel_form,
         publish_form=(publish_form or ConfirmForm(formdata=None)) if competition.refusal("publish", now) is None else None,
         # Cancelling is possible at any time before an award (the service has the final word).
@@ -519,6 +678,27 @@ def add_competition_document(competition_id: int):
     filename = link.document.filename
     db.session.commit()
     flash(f"“{filename}” has been added to the specification.", "success")
+    return redirect(url_for("buyers.competition", competition_id=item.id, _anchor="documents"))
+
+
+@bp.route("/competitions/<int:competition_id>/documents/<int:document_id>/remove", methods=["POST"])
+def remove_competition_document(competition_id: int, document_id: int):
+    item = _own_competition(competition_id)
+    link = one_or_404(select(CompetitionDocument).options(joinedload(CompetitionDocument.document))
+                      .where(CompetitionDocument.competition_id == item.id,
+                             CompetitionDocument.document_id == document_id))
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        document = competitions.remove_document(item, _user(), link)
+    except ServiceError as exc:
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return _competition_page(_own_competition(competition_id), form)
+    filename = document.filename
+    db.session.commit()
+    flash(f"“{filename}” has been removed from the specification.", "success")
     return redirect(url_for("buyers.competition", competition_id=item.id, _anchor="documents"))
 
 

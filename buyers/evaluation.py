@@ -1,14 +1,21 @@
-"""Buyers: opening the bids, declarations, scoring, moderation, results, the award, call-offs and
-invoices (added to the buyers blueprint).
+"""Buyers: opening the bids, declarations, scoring, moderation, the ranking, the award, call-offs
+and invoices (added to the buyers blueprint).
 
-Every competition and call-off is loaded scoped to the buyer's own organisation (404 otherwise).
-Bid content is shown only after dps.services.sealed says this person may see it; bid documents
-are downloaded through /documents/<id>, behind the one document gate (which asks the same).
+Every competition and call-off is loaded scoped to the buyer's own organisation, and every bid
+to its competition (404 otherwise). What each page shows its reader is built by
+dps.services.evaluation.pages, behind the sealed-bid gate and the blind-scoring rule; these
+views load, authorise, call a service, and render or redirect. Bid documents are downloaded
+through /documents/<id>, behind the one document gate (which asks the same).
+
+The pages: the overview (panel, progress, opening, declarations, the award), who bid, the
+matrix of bids × criteria, one bid (its content and the reader's marks, one form), its
+moderation (every evaluator's marks side by side and the consensus, one form), the ranking with
+its working, and the award decision. Lists are keyset pages of 50.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
+from functools import wraps
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -24,19 +31,22 @@ from govuk_frontend_wtf.wtforms_widgets import (
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import DateField, RadioField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import DateField, HiddenField, RadioField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, ValidationError
 
-from dps import clock, questionnaire
+from dps import questionnaire
 from dps.auth import one_or_404
+from dps.database import writing
 from dps.extensions import db
 from dps.forms import ConfirmForm
-from dps.models import Bid, BidDocument, CallOff, Competition, Criterion, Score, User
+from dps.models import Bid, CallOff, Competition, Criterion, User
 from dps.pagination import clean_search
 from dps.services import ServiceError, sealed
 from dps.services import competitions as competition_lists
 from dps.services import evaluation as rules
+from dps.services.evaluation import pages
+from dps.services.evaluation.common import scored_criteria
 from dps.views.helpers import attach_error
 
 from .views import bp
@@ -73,9 +83,9 @@ class DayMonthYearField(DateField):
             self.data = None
 
 
-def _whole_score(form, field) -> None:
+def _whole_score_or_blank(form, field) -> None:
     raw = (field.data or "").strip()
-    if not raw.isdigit() or not 0 <= int(raw) <= 100:
+    if raw and (not raw.isdigit() or not 0 <= int(raw) <= 100):
         raise ValidationError("Enter a score from 0 to 100, as a whole number")
 
 
@@ -98,6 +108,10 @@ def _int_or_none(value) -> int | None:
         return None
 
 
+def _text(limit_message: str) -> list:
+    return [Length(max=TEXT_LIMIT, message=limit_message)]
+
+
 class PanelForm(FlaskForm):
     # The competition page posts its own copy of this form here too: any colleague id is checked
     # by the service, so the field accepts what is sent and the service says what is wrong.
@@ -116,25 +130,44 @@ class DeclarationForm(FlaskForm):
         validators=[InputRequired(message="Choose whether you have a conflict of interest")])
     declaration = TextAreaField("Describe the conflict of interest", widget=GovTextArea(),
                                 description="Required if you have one. Who it concerns and why.",
-                                validators=[Length(max=TEXT_LIMIT, message="The description must be 5,000 characters or fewer")])
+                                validators=_text("The description must be 5,000 characters or fewer"))
     submit = SubmitField("Make declaration", widget=GovSubmitInput())
 
 
-class ScoreForm(FlaskForm):
-    score = StringField("Score (per cent of the weight)", widget=GovTextInput(), validators=[_whole_score],
-                        description="A whole number from 0 to 100")
-    justification = TextAreaField("Justification", widget=GovTextArea(),
-                                  description="Why this score, against what the criterion asks for.",
-                                  validators=[Length(max=TEXT_LIMIT, message="The justification must be 5,000 characters or fewer")])
-    submit = SubmitField("Save score", widget=GovSubmitInput())
+def marks_form(criteria: list[Criterion], *, moderation: bool, **kwargs) -> FlaskForm:
+    """One form for every scored criterion of a bid: a score and its justification each (and,
+    for moderation, why the consensus departs from the evaluators' marks, where it does). The
+    fields are ``score_<criterion id>``, ``justification_<id>`` and ``departure_<id>``."""
 
+    class MarksForm(FlaskForm):
+        pass
 
-class ModerationForm(ScoreForm):
-    justification = TextAreaField("Justification", widget=GovTextArea(),
-                                  description="The panel’s agreed reasons. The bidder will read them, and so will the "
-                                              "other bidders if this bid wins.",
-                                  validators=[Length(max=TEXT_LIMIT, message="The justification must be 5,000 characters or fewer")])
-    submit = SubmitField("Save moderated score", widget=GovSubmitInput())
+    for c in criteria:
+        if moderation:
+            setattr(MarksForm, f"score_{c.id}", StringField(
+                f"The panel’s score for {c.title}", widget=GovTextInput(), validators=[_whole_score_or_blank],
+                description=f"A whole number from 0 to 100: per cent of the criterion’s weight ({c.weight}%)"))
+            setattr(MarksForm, f"justification_{c.id}", TextAreaField(
+                f"The panel’s reasons for {c.title}", widget=GovTextArea(),
+                description="The bidder reads these, and so do the other bidders if this bid wins.",
+                validators=_text("The reasons must be 5,000 characters or fewer")))
+            setattr(MarksForm, f"departure_{c.id}", TextAreaField(
+                f"Why the panel’s score for {c.title} departs from the evaluators’ marks", widget=GovTextArea(),
+                description=(f"Required when the panel’s score is outside the evaluators’ marks or more than "
+                             f"{rules.DEPARTURE_POINTS} points from their mean. Kept for the record; bidders do "
+                             "not read it."),
+                validators=_text("The reason must be 5,000 characters or fewer")))
+        else:
+            setattr(MarksForm, f"score_{c.id}", StringField(
+                f"Your score for {c.title}", widget=GovTextInput(), validators=[_whole_score_or_blank],
+                description=f"A whole number from 0 to 100: per cent of the criterion’s weight ({c.weight}%)"))
+            setattr(MarksForm, f"justification_{c.id}", TextAreaField(
+                f"Why you gave {c.title} this score", widget=GovTextArea(),
+                description="Against what the criterion asks for. The other evaluators read it at moderation.",
+                validators=_text("The justification must be 5,000 characters or fewer")))
+    MarksForm.submit = SubmitField("Save moderated scores" if moderation else "Save scores",
+                                   widget=GovSubmitInput())
+    return MarksForm(**kwargs)
 
 
 IRRECOVERABLE_VAT_HINT = ("The part of the contract’s value that is VAT your organisation cannot reclaim. Councils "
@@ -143,14 +176,15 @@ IRRECOVERABLE_VAT_HINT = ("The part of the contract’s value that is VAT your o
 
 
 class AwardForm(FlaskForm):
-    bid_id = RadioField("Award the contract to", widget=GovRadioInput(), coerce=int, validate_choice=False,
-                        validators=[InputRequired(message="Choose the bid to award the contract to")])
+    # The bid is chosen on the ranking (the best, unless another is chosen there): one hidden id,
+    # whatever the number of bids.
+    bid_id = HiddenField()
     value = StringField("Value of the call-off contract, in pounds", widget=GovTextInput(), validators=[_amount],
                         description="Normally the bid’s price. It is committed to the allocation when the award is confirmed.")
     not_best_reason = TextAreaField(
         "Why the award does not go to the highest-ranked bid", widget=GovTextArea(),
-        description="Required only if you choose a bid that is not ranked first. Bidders will read it, and exports flag it.",
-        validators=[Length(max=TEXT_LIMIT, message="The reason must be 5,000 characters or fewer")])
+        description="Bidders will read it, and exports flag it.",
+        validators=_text("The reason must be 5,000 characters or fewer"))
     starts_on = DayMonthYearField("Start date", description="Leave blank to start the day after confirmation")
     ends_on = DayMonthYearField("End date", description="Leave blank for a 12-month contract")
     # Without standstill the award is confirmed at once, so the call-off's details are asked here.
@@ -161,7 +195,7 @@ class AwardForm(FlaskForm):
 
 class NoAwardForm(FlaskForm):
     reason = TextAreaField("Why is there no award?", widget=GovTextArea(), description="Bidders will read this.",
-                           validators=[Length(max=TEXT_LIMIT, message="The reason must be 5,000 characters or fewer")])
+                           validators=_text("The reason must be 5,000 characters or fewer"))
     submit = SubmitField("Close with no award", widget=GovSubmitInput())
 
 
@@ -190,12 +224,7 @@ def _own_competition(competition_id: int) -> Competition:
 
 def _bid_of(competition: Competition, bid_id: int) -> Bid:
     return one_or_404(select(Bid).where(Bid.id == bid_id, Bid.competition_id == competition.id,
-                                        Bid.state == "submitted"))
-
-
-def _criterion_of(competition: Competition, criterion_id: int) -> Criterion:
-    return one_or_404(select(Criterion).where(Criterion.id == criterion_id,
-                                              Criterion.competition_id == competition.id))
+                                        Bid.state == "submitted").options(joinedload(Bid.organisation)))
 
 
 def _own_call_off(call_off_id: int) -> CallOff:
@@ -208,139 +237,66 @@ def _me() -> User:
     return current_user._get_current_object()
 
 
-def _score_key(bid_id: int, criterion_id: int) -> str:
-    return f"s{bid_id}-{criterion_id}"
+def _cursor() -> dict:
+    return {"after": request.args.get("after"), "before": request.args.get("before")}
 
 
-def _moderation_key(bid_id: int, criterion_id: int) -> str:
-    return f"m{bid_id}-{criterion_id}"
+def _refuse(form: FlaskForm, exc: ServiceError) -> None:
+    """Put a service's refusal (or every one of them) next to the fields they concern."""
+    for field, message in (exc.errors if isinstance(exc, rules.FieldErrors) else [(exc.field, exc.message)]):
+        attach_error(form, ServiceError(message, field=field))
 
 
-# The page -------------------------------------------------------------------------------------
+def _sealed(view):
+    """For the pages of bid content: when the sealed-bid gate refuses the reader, the attempt is
+    audited (in a writing transaction of its own: the page itself only reads) and the page is
+    not found."""
+    @wraps(view)
+    def gated(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except pages.Refused as refused:
+            db.session.rollback()
+            with writing():
+                sealed.record_refusal(_me(), refused.competition, refused.bid, refused.what)
+            abort(404)
+    return gated
+
+
+def _done(success: str, target: str) -> BaseResponse:
+    db.session.commit()
+    flash(success, "success")
+    return redirect(target)
+
+
+# The overview ---------------------------------------------------------------------------------
 
 def _render(competition: Competition, forms: dict[str, FlaskForm] | None = None, status: int = 200,
             failed_form: FlaskForm | None = None):
-    """The evaluation page. ``forms`` replaces the blank forms with ones holding what was typed
-    (and their errors), by key: "panel", "declaration", "award", "no_award", "confirm", or a
-    score or moderation key."""
-    user = _me()
+    """The overview. ``forms`` replaces the blank forms with ones holding what was typed (and
+    their errors), by key: "panel", "declaration", "conflict", "award", "no_award", "confirm"."""
     forms = dict(forms or {})
-    member = rules.panel_member(competition, user)
-    panel = rules.panel(competition)
-    now = clock.now()
-    finished = competition.cancelled_at is not None or competition.closed_without_award_at is not None
-    context: dict = {
-        "competition": competition, "stage": competition.label(now).buyer, "member": member, "panel": panel,
-        "deadline_passed": now >= competition.tender_deadline, "finished": finished,
-        "award": competition.award, "readable": False, "bidders": [],
-        "formula": rules.PRICE_FORMULA_LABELS[competition.price_formula],
-    }
-
-    if rules.may_manage_panel(competition, user) and not finished and competition.award is None:
-        on_panel = {m.user_id for m in panel}
-        colleagues = [u for u in db.session.scalars(
-            select(User).where(User.organisation_id == competition.buyer_organisation_id, User.role == "buyer",
-                               User.active.is_(True)).order_by(User.name)) if u.id not in on_panel]
-        if colleagues:
-            panel_form = forms.get("panel") or PanelForm(formdata=None)
-            panel_form.user_id.choices = [SelectChoice("", "Choose a colleague")] + [
-                SelectChoice(u.id, f"{u.name} ({u.email})") for u in colleagues]
-            context["panel_form"] = panel_form
-
-    if competition.opened_at is not None:
-        bids = rules.submitted_bids(competition)
-        context["bidders"] = [rules.bidder_name(b) for b in bids]
-        if member is not None and not finished and competition.award is None and not member.conflicted:
-            context["declaration_form"] = forms.get("declaration") or DeclarationForm(formdata=None)
-
-    # Bid content: only for those the sealed-bid gate lets through, and only after asking it.
-    if sealed.may_read(user, competition):
-        sealed.require(user, competition, what="bids for evaluation")
-        context.update(_evaluation_context(competition, member, forms))
-    else:
-        context["why_not_readable"] = _why_not_readable(competition, member, now)
-    return render_template("buyers/evaluation.html", form=failed_form, **context), status
-
-
-def _why_not_readable(competition: Competition, member, now) -> str:
-    if now < competition.tender_deadline:
-        return f"Bids are sealed until the tender deadline, {clock.fmt(competition.tender_deadline)}. Nobody can see them before then."
-    if competition.opened_at is None:
-        return "The bids have not been opened yet. A panel member opens them."
-    if member is None:
-        return "Only members of the evaluation panel see the bids."
-    if member.conflicted:
-        return "You declared a conflict of interest, so you do not see or score the bids."
-    return "Declare whether you have a conflict of interest to see the bids."
-
-
-def _evaluation_context(competition: Competition, member, forms: dict[str, FlaskForm]) -> dict:
-    bids = rules.submitted_bids(competition)
-    bid_ids = [b.id for b in bids]
-    results = rules.results(competition, bids)
-    by_bid = {r.bid.id: r for r in results}
-    scored = [c for c in competition.criteria if c.kind in rules.SCORED_KINDS]
-    panel_names = {m.id: m.user.name for m in rules.panel(competition)}
-    scores: dict[tuple[int, int], list] = defaultdict(list)
-    mine: dict[tuple[int, int], Score] = {}
-    if bid_ids:
-        for s in db.session.scalars(select(Score).where(Score.bid_id.in_(bid_ids)).order_by(Score.id)):
-            scores[(s.bid_id, s.criterion_id)].append((panel_names.get(s.panel_member_id, ""), s))
-            if member is not None and s.panel_member_id == member.id:
-                mine[(s.bid_id, s.criterion_id)] = s
-    open_for_change = (competition.award is None and competition.closed_without_award_at is None
-                       and competition.cancelled_at is None)
-    score_forms: dict[str, FlaskForm] = {}
-    moderation_forms: dict[str, FlaskForm] = {}
-    if open_for_change:
-        for bid in bids:
-            lines = {line.criterion.id: line for line in by_bid[bid.id].lines}
-            for c in scored:
-                line = lines[c.id]
-                key = _score_key(bid.id, c.id)
-                own = mine.get((bid.id, c.id))
-                # Individual scores are fixed once the panel has moderated them.
-                if line.score is None or key in forms:
-                    score_forms[key] = forms.get(key) or ScoreForm(
-                        formdata=None, prefix=key,
-                        data={"score": str(own.score), "justification": own.justification} if own else None)
-                key = _moderation_key(bid.id, c.id)
-                moderation_forms[key] = forms.get(key) or ModerationForm(
-                    formdata=None, prefix=key,
-                    data={"score": str(line.score), "justification": line.justification} if line.score is not None else None)
-    documents_by_bid = {}
-    if bid_ids:
-        for bd in db.session.scalars(select(BidDocument).where(BidDocument.bid_id.in_(bid_ids))
-                                     .options(joinedload(BidDocument.document))):
-            documents_by_bid.setdefault(bd.bid_id, []).append(bd.document)
-    complete = bool(results) and all(r.complete for r in results)
-    context = {
-        "readable": True, "bids": bids, "results": results, "complete": complete, "scored_criteria": scored,
-        "scores": scores, "score_forms": score_forms, "moderation_forms": moderation_forms,
-        "score_key": _score_key, "moderation_key": _moderation_key, "documents_by_bid": documents_by_bid,
-        "answers": {(a.bid_id, a.criterion_id): a.text for b in bids for a in b.answers},
-        "kind_labels": rules.KIND_LABELS,
-    }
-    if open_for_change and complete:
-        award_form = forms.get("award")
-        if award_form is None:
-            best = results[0]
-            award_form = AwardForm(formdata=None, data={"bid_id": best.bid.id,
-                                                        "value": f"{best.bid.price_pence / 100:.2f}" if best.bid.price_pence else ""})
-        award_form.bid_id.choices = [SelectChoice(r.bid.id, f"{r.supplier_name}: ranked {r.rank}, {r.total:.2f} points")
-                                     for r in results]
-        context["award_form"] = award_form
-    if open_for_change and competition.opened_at is not None:
+    view = pages.overview(competition, _me())
+    context: dict = {"view": view, "competition": competition}
+    if view.colleagues:
+        panel_form = forms.get("panel") or PanelForm(formdata=None)
+        panel_form.user_id.choices = [SelectChoice("", "Choose a colleague")] + [
+            SelectChoice(u.id, f"{u.name} ({u.email})") for u in view.colleagues]
+        context["panel_form"] = panel_form
+    if view.may_declare:
+        context["declaration_form"] = forms.get("declaration") or DeclarationForm(formdata=None)
+    if view.may_declare_conflict:
+        context["conflict_form"] = forms.get("conflict") or DeclarationForm(formdata=None)
+    if view.may_decide:
+        best = view.best
+        context["award_form"] = forms.get("award") or AwardForm(formdata=None, data={
+            "bid_id": str(best.bid_id), "value": f"{best.price_pence / 100:.2f}" if best.price_pence else ""})
+    if view.may_close:
         context["no_award_form"] = forms.get("no_award") or NoAwardForm(formdata=None)
-    award = competition.award
-    if award is not None and award.confirmed_at is None:
+    if view.confirming:
         context["confirm_form"] = forms.get("confirm") or ConfirmAwardForm(formdata=None)
-        context["standstill_over"] = award.standstill_ends_at is None or clock.now() >= award.standstill_ends_at
-    if award is not None:
-        context["call_off"] = db.session.scalar(select(CallOff).where(CallOff.award_id == award.id))
-        context["award_result"] = by_bid.get(award.bid_id)
     context["default_term"] = rules.default_term()
-    return context
+    return render_template("buyers/evaluation.html", form=failed_form, **context), status
 
 
 @bp.route("/competitions/<int:competition_id>/evaluation")
@@ -350,19 +306,18 @@ def evaluation(competition_id: int):
 
 def _act(competition: Competition, key: str, form: FlaskForm, action: Callable[[], object], success: str,
          target: Callable[[object], str] | None = None) -> BaseResponse | tuple:
-    """The shared end of every form on the page: run the service if the form is well formed,
-    commit and say what happened; otherwise roll back and show the page again with the error
-    next to its field (status 400), keeping what was typed."""
+    """The shared end of the overview's forms: run the service if the form is well formed,
+    commit and say what happened; otherwise roll back and show the overview again with the
+    error next to its field (status 400), keeping what was typed."""
     if form.validate_on_submit():
         try:
             outcome = action()
         except ServiceError as exc:
             db.session.rollback()
-            attach_error(form, exc)
+            _refuse(form, exc)
         else:
-            db.session.commit()
-            flash(success, "success")
-            return redirect(target(outcome) if target else url_for("buyers.evaluation", competition_id=competition.id))
+            return _done(success, target(outcome) if target else url_for("buyers.evaluation",
+                                                                         competition_id=competition.id))
     competition = _own_competition(competition.id)
     return _render(competition, {key: form}, status=400, failed_form=form)
 
@@ -395,53 +350,11 @@ def evaluation_open(competition_id: int):
 def evaluation_declare(competition_id: int):
     competition = _own_competition(competition_id)
     form = DeclarationForm()
-    return _act(competition, "declaration", form,
+    # The overview has two declaration forms: the first one, and "my circumstances changed".
+    key = "conflict" if request.form.get("changed") else "declaration"
+    return _act(competition, key, form,
                 lambda: rules.declare(competition, _me(), form.conflicted.data == "yes", form.declaration.data),
                 "Declaration recorded.")
-
-
-@bp.route("/competitions/<int:competition_id>/bids/<int:bid_id>/criteria/<int:criterion_id>/score", methods=["POST"])
-def evaluation_score(competition_id: int, bid_id: int, criterion_id: int):
-    competition = _own_competition(competition_id)
-    bid, criterion = _bid_of(competition, bid_id), _criterion_of(competition, criterion_id)
-    key = _score_key(bid.id, criterion.id)
-    form = ScoreForm(prefix=key)
-    return _act(competition, key, form,
-                lambda: rules.score(competition, _me(), bid, criterion, int(form.score.data), form.justification.data),
-                f"Score saved for {rules.bidder_name(bid)}: {criterion.title}.")
-
-
-@bp.route("/competitions/<int:competition_id>/bids/<int:bid_id>/criteria/<int:criterion_id>/moderate", methods=["POST"])
-def evaluation_moderate(competition_id: int, bid_id: int, criterion_id: int):
-    competition = _own_competition(competition_id)
-    bid, criterion = _bid_of(competition, bid_id), _criterion_of(competition, criterion_id)
-    key = _moderation_key(bid.id, criterion.id)
-    form = ModerationForm(prefix=key)
-    return _act(competition, key, form,
-                lambda: rules.moderate(competition, _me(), bid, criterion, int(form.score.data), form.justification.data),
-                f"Moderated score saved for {rules.bidder_name(bid)}: {criterion.title}.")
-
-
-@bp.route("/competitions/<int:competition_id>/award", methods=["POST"])
-def evaluation_award(competition_id: int):
-    competition = _own_competition(competition_id)
-    form = AwardForm()
-    bids = {b.id: b for b in rules.submitted_bids(competition)}
-    form.bid_id.choices = [SelectChoice(b.id, rules.bidder_name(b)) for b in bids.values()]
-
-    def action():
-        bid = bids.get(form.bid_id.data)
-        if bid is None:
-            raise ServiceError("Choose the bid to award the contract to", field="bid_id")
-        rules.decide_award(competition, _me(), bid, _pence(form.value.data), form.not_best_reason.data,
-                           starts_on=form.starts_on.data, ends_on=form.ends_on.data,
-                           irrecoverable_vat_pence=_pence(form.irrecoverable_vat.data))
-
-    if not competition.standstill:
-        message = "Award decided and confirmed: the call-off contract is created and every bidder has been written to."
-    else:
-        message = "Award decided. Every bidder has been written to. Confirm the award when the standstill period ends."
-    return _act(competition, "award", form, action, message)
 
 
 @bp.route("/competitions/<int:competition_id>/no-award", methods=["POST"])
@@ -465,6 +378,200 @@ def evaluation_confirm(competition_id: int):
                                             irrecoverable_vat_pence=_pence(form.irrecoverable_vat.data)),
                 "Award confirmed: the call-off contract is created.",
                 target=lambda call_off: url_for("buyers.call_off", call_off_id=call_off.id))
+
+
+# Who bid, the matrix, the ranking ---------------------------------------------------------------
+
+@bp.route("/competitions/<int:competition_id>/evaluation/bidders")
+def evaluation_bidders(competition_id: int):
+    competition = _own_competition(competition_id)
+    try:
+        view = pages.bidders(competition, _me(), **_cursor())
+    except pages.NotShown:
+        abort(404)
+    return render_template("buyers/evaluation_bidders.html", view=view, competition=competition,
+                           pager=view.page.navigation("buyers.evaluation_bidders", label="Pages of bidders",
+                                                      competition_id=competition.id))
+
+
+@bp.route("/competitions/<int:competition_id>/evaluation/matrix")
+@_sealed
+def evaluation_matrix(competition_id: int):
+    competition = _own_competition(competition_id)
+    view = pages.matrix(competition, _me(), **_cursor())
+    return render_template("buyers/evaluation_matrix.html", view=view, competition=competition,
+                           pager=view.page.navigation("buyers.evaluation_matrix", label="Pages of bids",
+                                                      competition_id=competition.id))
+
+
+@bp.route("/competitions/<int:competition_id>/evaluation/ranking")
+@_sealed
+def evaluation_ranking(competition_id: int):
+    competition = _own_competition(competition_id)
+    view = pages.ranking(competition, _me(), **_cursor())
+    pager = None
+    if view.page is not None:
+        pager = view.page.navigation("buyers.evaluation_ranking", label="Pages of the ranking",
+                                     competition_id=competition.id)
+    return render_template("buyers/evaluation_ranking.html", view=view, competition=competition, pager=pager,
+                           kind_labels=rules.KIND_LABELS)
+
+
+# One bid: scoring and moderating ----------------------------------------------------------------
+
+def _score_data(sheet: pages.BidSheet) -> dict:
+    data = {}
+    for view in sheet.criteria:
+        if view.mine is not None:
+            data[f"score_{view.criterion.id}"] = str(view.mine.score)
+            data[f"justification_{view.criterion.id}"] = view.mine.justification
+    return data
+
+
+def _moderation_data(sheet: pages.ModerationSheet) -> dict:
+    data = {}
+    for view in sheet.criteria:
+        if view.moderated is not None:
+            data[f"score_{view.criterion.id}"] = str(view.moderated.score)
+            data[f"justification_{view.criterion.id}"] = view.moderated.justification
+            data[f"departure_{view.criterion.id}"] = view.moderated.departure_reason or ""
+    return data
+
+
+def _score_of(form: FlaskForm, name: str) -> int | None:
+    raw = (form[name].data or "").strip()
+    return int(raw) if raw else None
+
+
+def _after_bid(competition: Competition, bid: Bid, endpoint: str) -> str:
+    """Where to go once a bid is done: the next one, or back to the matrix after the last."""
+    following = pages.neighbours(competition, bid)[1]
+    if following is not None:
+        return url_for(endpoint, competition_id=competition.id, bid_id=following[0])
+    return url_for("buyers.evaluation_matrix", competition_id=competition.id)
+
+
+def _refused_without_page(competition: Competition, form: FlaskForm, exc: ServiceError):
+    """A refusal for someone who may not see the bid's page at all (a conflicted or undeclared
+    member): the overview, saying why (status 400)."""
+    form.form_errors.append(exc.message)
+    return _render(_own_competition(competition.id), status=400, failed_form=form)
+
+
+@bp.route("/competitions/<int:competition_id>/evaluation/bids/<int:bid_id>", methods=["GET", "POST"])
+@_sealed
+def evaluation_bid(competition_id: int, bid_id: int):
+    competition = _own_competition(competition_id)
+    bid = _bid_of(competition, bid_id)
+    criteria = scored_criteria(competition)
+    if request.method == "POST":
+        form = marks_form(criteria, moderation=False)
+        if form.validate_on_submit():
+            marks = {c.id: (_score_of(form, f"score_{c.id}"), form[f"justification_{c.id}"].data) for c in criteria}
+            try:
+                rules.score_bid(competition, _me(), bid, marks)
+            except ServiceError as exc:
+                db.session.rollback()
+                if not rules.is_evaluator(rules.panel_member(competition, _me())):
+                    return _refused_without_page(competition, form, exc)
+                _refuse(form, exc)
+            else:
+                name = rules.bidder_name(bid)
+                message = f"Scores saved for {name}."
+                if rules.panel_member(competition, _me()).scores_submitted_at is not None:
+                    message = (f"Scores saved for {name}. You have scored every bid, so your scores are submitted: "
+                               "they can no longer change, and you now see the marks of the other evaluators who "
+                               "have submitted.")
+                return _done(message, _after_bid(competition, bid, "buyers.evaluation_bid"))
+        competition = _own_competition(competition_id)
+        sheet = pages.bid_sheet(competition, _me(), _bid_of(competition, bid_id))
+        status = 400
+    else:
+        sheet = pages.bid_sheet(competition, _me(), bid)
+        form = marks_form(criteria, moderation=False, formdata=None, data=_score_data(sheet))
+        status = 200
+    return render_template("buyers/evaluation_bid.html", sheet=sheet, competition=competition,
+                           marks_form=form, form=form if status == 400 else None,
+                           kind_labels=rules.KIND_LABELS), status
+
+
+@bp.route("/competitions/<int:competition_id>/evaluation/bids/<int:bid_id>/moderation", methods=["GET", "POST"])
+@_sealed
+def evaluation_moderation(competition_id: int, bid_id: int):
+    competition = _own_competition(competition_id)
+    bid = _bid_of(competition, bid_id)
+    criteria = scored_criteria(competition)
+    if request.method == "POST":
+        form = marks_form(criteria, moderation=True)
+        if form.validate_on_submit():
+            entries = {c.id: (_score_of(form, f"score_{c.id}"), form[f"justification_{c.id}"].data,
+                              form[f"departure_{c.id}"].data) for c in criteria}
+            try:
+                rules.moderate_bid(competition, _me(), bid, entries)
+            except ServiceError as exc:
+                db.session.rollback()
+                if not rules.is_evaluator(rules.panel_member(competition, _me())):
+                    return _refused_without_page(competition, form, exc)
+                _refuse(form, exc)
+            else:
+                return _done(f"Moderated scores saved for {rules.bidder_name(bid)}.",
+                             _after_bid(competition, bid, "buyers.evaluation_moderation"))
+        competition = _own_competition(competition_id)
+        sheet = pages.moderation_sheet(competition, _me(), _bid_of(competition, bid_id))
+        status = 400
+    else:
+        sheet = pages.moderation_sheet(competition, _me(), bid)
+        form = marks_form(criteria, moderation=True, formdata=None, data=_moderation_data(sheet))
+        status = 200
+    return render_template("buyers/evaluation_moderation.html", sheet=sheet, competition=competition,
+                           marks_form=form, form=form if status == 400 else None,
+                           kind_labels=rules.KIND_LABELS), status
+
+
+# The award ------------------------------------------------------------------------------------
+
+def _render_award(competition: Competition, bid_id: int | None, form: AwardForm | None = None, status: int = 200):
+    sheet = pages.award_sheet(competition, _me(), bid_id)
+    if form is None and sheet.chosen is not None:
+        chosen = sheet.chosen
+        form = AwardForm(formdata=None, data={
+            "bid_id": str(chosen.bid_id), "value": f"{chosen.price_pence / 100:.2f}" if chosen.price_pence else ""})
+    return render_template("buyers/evaluation_award.html", sheet=sheet, competition=competition,
+                           award_form=form, form=form if status == 400 else None,
+                           default_term=rules.default_term()), status
+
+
+@bp.route("/competitions/<int:competition_id>/award", methods=["GET", "POST"])
+@_sealed
+def evaluation_award(competition_id: int):
+    """Deciding the award: to the best bid (the overview has its form too), or to the bid chosen
+    on the ranking (``?bid=<id>``), with the reason it is not the best."""
+    competition = _own_competition(competition_id)
+    if request.method == "GET":
+        return _render_award(competition, _int_or_none(request.args.get("bid")))
+    form = AwardForm()
+    bid_id = _int_or_none(form.bid_id.data)
+    if form.validate_on_submit():
+        bid = db.session.scalar(select(Bid).where(Bid.id == bid_id, Bid.competition_id == competition.id,
+                                                  Bid.state == "submitted")) if bid_id is not None else None
+        try:
+            if bid is None:
+                raise ServiceError("Choose the bid to award the contract to on the ranking")
+            rules.decide_award(competition, _me(), bid, _pence(form.value.data), form.not_best_reason.data,
+                               starts_on=form.starts_on.data, ends_on=form.ends_on.data,
+                               irrecoverable_vat_pence=_pence(form.irrecoverable_vat.data))
+        except ServiceError as exc:
+            db.session.rollback()
+            _refuse(form, exc)
+        else:
+            if competition.standstill:
+                message = ("Award decided. Every bidder has been written to. Confirm the award when the standstill "
+                           "period ends.")
+            else:
+                message = ("Award decided and confirmed: the call-off contract is created and every bidder has been "
+                           "written to.")
+            return _done(message, url_for("buyers.evaluation", competition_id=competition.id))
+    return _render_award(_own_competition(competition_id), bid_id, form, 400)
 
 
 # Call-offs and invoices -----------------------------------------------------------------------

@@ -21,6 +21,10 @@ from dps.models import (
     Competition,
     Criterion,
     Invitation,
+    ModeratedScore,
+    Organisation,
+    PanelMember,
+    Score,
     User,
 )
 from dps.services import documents
@@ -91,6 +95,54 @@ def make_bid(app, competition_id: int, organisation_id: int, price_pence: int, *
             db.session.add(BidDocument(bid_id=bid.id, document_id=document.id))
         db.session.commit()
         return bid.id
+
+
+def many_bids(app, competition_id: int, count: int, *, prefix: str = "Bidder") -> list[int]:
+    """``count`` submitted bids, each from a supplier organisation of its own, inserted directly
+    in one transaction (as ``make_bid`` makes one), prices apart so that they rank apart."""
+    with app.app_context():
+        competition = db.session.get(Competition, competition_id)
+        submitted_at = competition.tender_deadline - timedelta(days=1)
+        organisations = [Organisation(name=f"{prefix} {competition_id}-{n:04d}", kind="supplier",
+                                      created_at=competition.published_at) for n in range(count)]
+        db.session.add_all(organisations)
+        db.session.flush()
+        bids = [Bid(competition_id=competition_id, organisation_id=org.id, state="submitted",
+                    price_pence=8_000_00 + 37_13 * n, updated_at=submitted_at, submitted_at=submitted_at,
+                    receipt_reference=f"R-{competition_id}-{org.id}") for n, org in enumerate(organisations)]
+        db.session.add_all(Invitation(competition_id=competition_id, organisation_id=org.id,
+                                      invited_at=competition.published_at) for org in organisations)
+        db.session.add_all(bids)
+        db.session.flush()
+        db.session.add_all(BidAnswer(bid_id=bid.id, criterion_id=c.id, text=f"Answer of {org.name} to {c.title}")
+                           for bid, org in zip(bids, organisations) for c in competition.criteria if c.kind != "price")
+        db.session.commit()
+        return [bid.id for bid in bids]
+
+
+def mark_everything(app, competition_id: int, user_ids: list[int], *, moderate: bool = True) -> None:
+    """Every one of ``user_ids`` (panel members who declared no conflict) marks every bid on every
+    scored criterion and submits; with ``moderate`` the panel moderates every score too. Rows go
+    in directly, as the services would leave them."""
+    with app.app_context():
+        competition = db.session.get(Competition, competition_id)
+        scored = [c for c in competition.criteria if c.kind != "price"]
+        bids = db.session.scalars(select(Bid.id).where(Bid.competition_id == competition_id,
+                                                       Bid.state == "submitted").order_by(Bid.id)).all()
+        now = clock.now()
+        members = db.session.scalars(select(PanelMember).where(PanelMember.competition_id == competition_id,
+                                                               PanelMember.user_id.in_(user_ids))).all()
+        for m, member in enumerate(members):
+            db.session.add_all(Score(bid_id=bid, criterion_id=c.id, panel_member_id=member.id,
+                                     score=(40 + 7 * n + 3 * m) % 100, justification=f"Mark {m} of bid {n}",
+                                     scored_at=now) for n, bid in enumerate(bids) for c in scored)
+            member.scores_submitted_at = now
+        if moderate:
+            db.session.add_all(ModeratedScore(bid_id=bid, criterion_id=c.id, score=(41 + 7 * n) % 100,
+                                              justification=f"Agreed for bid {n}", moderated_at=now,
+                                              moderated_by_id=user_ids[0])
+                               for n, bid in enumerate(bids) for c in scored)
+        db.session.commit()
 
 
 def criterion_ids(app, competition_id: int) -> dict[str, int]:

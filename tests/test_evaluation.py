@@ -15,6 +15,7 @@ from dps.extensions import db
 from dps.models import (
     Allocation,
     Award,
+    Bid,
     BidDocument,
     CallOff,
     Competition,
@@ -76,17 +77,24 @@ def competition_with_bids(app, world, *, prices=(10_000_00, 8_000_00, 12_000_00)
             "page": f"/buyer/competitions/{competition}/evaluation", "base": f"/buyer/competitions/{competition}"}
 
 
+def bid_page(c: dict, name: str, action: str = "score") -> str:
+    """One bid's scoring page (its one form scores every criterion), or its moderation page."""
+    page = f"{c['page']}/bids/{c['bids'][name]}"
+    return page if action == "score" else f"{page}/moderation"
+
+
 def score_all(browser, c: dict, scores: dict[str, tuple[int, int]], action: str = "score") -> None:
-    """Score (or moderate) every bid: ``scores`` maps bidder to (quality, social value)."""
+    """Score (or moderate) every bid, one form per bid: ``scores`` maps bidder to (quality,
+    social value)."""
     for name, (quality, social) in scores.items():
+        data = {}
         for kind, value in (("quality", quality), ("social_value", social)):
-            bid, criterion = c["bids"][name], c["criteria"][kind]
-            prefix = f"{'s' if action == 'score' else 'm'}{bid}-{criterion}"
-            response = post(browser, f"{c['base']}/bids/{bid}/criteria/{criterion}/{action}", c["page"],
-                            {f"{prefix}-score": str(value),
-                             f"{prefix}-justification": f"{name} {kind} {action}d {value}: clear plan, good evidence"},
-                            prefix=prefix)
-            assert response.status_code == 302, text(response)
+            criterion = c["criteria"][kind]
+            data[f"score_{criterion}"] = str(value)
+            data[f"justification_{criterion}"] = f"{name} {kind} {action}d {value}: clear plan, good evidence"
+        page = bid_page(c, name, action)
+        response = post(browser, page, page, data)
+        assert response.status_code == 302, text(response)
 
 
 # Scores used in the journey: Brightwater 78.00, Northern 72.67, Cedar 72.00.
@@ -115,7 +123,7 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
     assert "Open the bids</button>" not in before and "Bids are sealed until the tender deadline" in before
     refused = post(alice, f"{c['base']}/open", page)
     assert refused.status_code == 400
-    assert "You can open the bids after the tender deadline, 14 June 2024 at midday" in text(refused)
+    assert "Tenders are open until 14 June 2024 at midday" in text(refused)
     assert "Answer of bidder" not in text(refused)
     with app.app_context():
         assert db.session.get(Competition, c["id"]).opened_at is None
@@ -129,13 +137,19 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
 
     # Opened but undeclared: still no bid content, and the bidders are listed for the declaration.
     undeclared = text(alice.get(page))
-    assert "Answer of bidder" not in undeclared and "Cedar Co-operative" in undeclared
+    assert "Answer of bidder" not in undeclared and "See who bid (3 bidders)" in undeclared
+    assert "Cedar Co-operative" in text(alice.get(f"{page}/bidders"))
+    brightwater_page = bid_page(c, "Brightwater Research Ltd")
+    assert alice.get(brightwater_page).status_code == 404  # the sealed gate: not before declaring
 
     # Bob declares a conflict: excluded. He never sees the bids, and the gate refuses him (audited).
     assert post(bob, f"{c['base']}/declare", page, {"conflicted": "yes"}).status_code == 400  # needs a description
     assert post(bob, f"{c['base']}/declare", page,
                 {"conflicted": "yes", "declaration": "My brother works at Cedar Co-operative."}).status_code == 302
     assert "Answer of bidder" not in text(bob.get(page))
+    for nothing_for_bob in (brightwater_page, f"{page}/matrix", f"{page}/ranking", f"{page}/bidders",
+                            f"{brightwater_page}/moderation", f"{c['base']}/award"):
+        assert bob.get(nothing_for_bob).status_code == 404, nothing_for_bob
     bid_id = c["bids"]["Brightwater Research Ltd"]
     with app.app_context():
         doc_id = db.session.scalar(select(BidDocument.document_id).where(BidDocument.bid_id == bid_id))
@@ -145,45 +159,52 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
         competition = db.session.get(Competition, c["id"])
         with pytest.raises(sealed.Sealed):
             sealed.require(db.session.get(User, world["bob_user"]["id"]), competition, what="test")
-    prefix = f"s{bid_id}-{c['criteria']['quality']}"
-    refused = post(bob, f"{c['base']}/bids/{bid_id}/criteria/{c['criteria']['quality']}/score", page,
-                   {f"{prefix}-score": "90", f"{prefix}-justification": "Great."}, prefix=prefix)
+    quality = c["criteria"]["quality"]
+    refused = post(bob, brightwater_page, page, {f"score_{quality}": "90", f"justification_{quality}": "Great."})
     assert refused.status_code == 400 and "You declared a conflict of interest" in text(refused)
+    assert "Answer of bidder" not in text(refused)
 
     # Alice declares no conflict and sees the bids, answers and documents.
     assert post(alice, f"{c['base']}/declare", page, {"conflicted": "no"}).status_code == 302
-    declared = text(alice.get(page))
+    declared = text(alice.get(brightwater_page))
     assert "Answer of bidder" in declared and "method-statement.pdf" in declared
+    assert "Make declaration" not in text(alice.get(page))  # declared: the form is gone
     download = alice.get(f"/documents/{doc_id}")
     assert download.status_code == 200 and download.data == PDF
     assert [e.data["conflicted"] for e in events(app, "panel.declared")] == [True, False]
 
     # A score needs a justification; what was typed is kept.
-    refused = post(alice, f"{c['base']}/bids/{bid_id}/criteria/{c['criteria']['quality']}/score", page,
-                   {f"{prefix}-score": "73", f"{prefix}-justification": "  "}, prefix=prefix)
+    refused = post(alice, brightwater_page, brightwater_page,
+                   {f"score_{quality}": "73", f"justification_{quality}": "  "})
     assert refused.status_code == 400
-    assert "Enter the justification for this score" in text(refused) and 'value="73"' in text(refused)
-    refused = post(alice, f"{c['base']}/bids/{bid_id}/criteria/{c['criteria']['quality']}/score", page,
-                   {f"{prefix}-score": "101", f"{prefix}-justification": "Too keen."}, prefix=prefix)
+    assert "Enter why you gave Approach and method this score" in text(refused) and 'value="73"' in text(refused)
+    refused = post(alice, brightwater_page, brightwater_page,
+                   {f"score_{quality}": "101", f"justification_{quality}": "Too keen."})
     assert refused.status_code == 400 and "Enter a score from 0 to 100" in text(refused)
-    # Price is computed, never scored.
-    price_prefix = f"s{bid_id}-{c['criteria']['price']}"
-    refused = post(alice, f"{c['base']}/bids/{bid_id}/criteria/{c['criteria']['price']}/score", page,
-                   {f"{price_prefix}-score": "50", f"{price_prefix}-justification": "Cheap."}, prefix=price_prefix)
-    assert refused.status_code == 400 and "Price is not scored by the panel" in text(refused)
+    assert "Too keen." in text(refused)
+    # Price is computed, never scored: the form has no field for it, and the service refuses it.
+    with app.app_context():
+        competition = db.session.get(Competition, c["id"])
+        price = next(x for x in competition.criteria if x.kind == "price")
+        with pytest.raises(ServiceError, match="Price is not scored by the panel"):
+            evaluation.score(competition, db.session.get(User, world["alice_user"]["id"]),
+                             db.session.get(Bid, bid_id), price, 50, "Cheap.")
+        db.session.rollback()
 
     # Moderation waits for the panel's scores (Bob, excluded, is not waited for).
-    mprefix = f"m{bid_id}-{c['criteria']['quality']}"
-    refused = post(alice, f"{c['base']}/bids/{bid_id}/criteria/{c['criteria']['quality']}/moderate", page,
-                   {f"{mprefix}-score": "80", f"{mprefix}-justification": "Agreed."}, prefix=mprefix)
-    assert refused.status_code == 400 and "Still to score: Alice Moreno" in text(refused)
+    moderation_page = bid_page(c, "Brightwater Research Ltd", "moderate")
+    assert "Still to submit: Alice Moreno" in text(alice.get(moderation_page))
+    refused = post(alice, moderation_page, moderation_page,
+                   {f"score_{quality}": "80", f"justification_{quality}": "Agreed."})
+    assert refused.status_code == 400 and "Still to submit: Alice Moreno" in text(refused)
 
     score_all(alice, c, SCORES)
     score_all(alice, c, SCORES, action="moderate")
     assert len(events(app, "bid.scored")) == 6 and len(events(app, "bid.moderated")) == 6
+    assert [e.data["marks"] for e in events(app, "panel.scores_submitted")] == [6]
 
     # Results with their working; ranking.
-    results_page = text(alice.get(page))
+    results_page = text(alice.get(f"{page}/ranking"))
     for working in ("lowest £8,000.00 ÷ this £10,000.00 × 40 = 32.00", "lowest £8,000.00 ÷ this £8,000.00 × 40 = 40.00",
                     "lowest £8,000.00 ÷ this £12,000.00 × 40 = 26.67", "80% × 40 = 32.00", "70% × 20 = 14.00"):
         assert working in results_page, working
@@ -215,7 +236,7 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
         assert db.session.get(Competition, c["id"]).stage(standstill_ends_at - timedelta(seconds=1)) == "standstill"
     # A second award is refused (the UNIQUE constraint behind the check).
     again = post(alice, f"{c['base']}/award", page, {"bid_id": northern, "value": "1000", "not_best_reason": "Again"})
-    assert again.status_code == 400 and "This competition already has an award" in text(again)
+    assert again.status_code == 400 and "The award has been decided" in text(again)
 
     # Letters to every bidder: their scores, the winner's name and scores, reasons, standstill end.
     letters = {m.to_address: m for m in outbox(app)}
@@ -234,6 +255,7 @@ def test_open_declare_score_moderate_award_with_standstill_letters_call_off_and_
     assert "Brightwater Research Ltd quality moderated 80: clear plan, good evidence" in regret.body  # the reasons
     assert "27 June 2024 at 9:00am" in regret.body
     assert "Cedar Co-operative quality" not in regret.body  # never another loser's scores
+    assert "quality scored 80" not in regret.body  # the moderated scores and reasons, never an evaluator's
     award_event = events(app, "award.decided")[-1]
     assert award_event.data["letters"] == 3 and award_event.data["rank"] == 1
 
@@ -296,9 +318,10 @@ def test_the_linear_price_formula_gives_exact_points(app, world):
     by_name = {name: points[bid][0] for name, bid in c["bids"].items()}
     assert by_name == {"Brightwater Research Ltd": Decimal("40.00"), "Cedar Co-operative": Decimal("30.00"),
                        "Northern Policy CIC": Decimal("0.00")}
-    page = text(world["alice"].get(c["page"]))
-    assert "40 × (1 − (this £10,000.00 − lowest £8,000.00) ÷ lowest £8,000.00) = 30.00" in page
-    assert "= 0.00 (the formula gives less than 0, so 0)" in page
+    cedar = text(world["alice"].get(bid_page(c, "Cedar Co-operative")))
+    assert "40 × (1 − (this £10,000.00 − lowest £8,000.00) ÷ lowest £8,000.00) = 30.00" in cedar
+    northern = text(world["alice"].get(bid_page(c, "Northern Policy CIC")))
+    assert "= 0.00 (the formula gives less than 0, so 0)" in northern
 
 
 def test_the_lowest_price_ratio_for_two_bids(app, world):
@@ -427,10 +450,10 @@ def test_the_database_refuses_a_second_award_and_the_refusal_is_a_message(app, w
             award = Award(competition_id=c["id"], bid_id=c["bids"][name], value_pence=1_000_00, decided_at=decided_at,
                           decided_by_id=world["alice_user"]["id"])
             if name.startswith("Brightwater"):
-                evaluation._insert_once(award, "This competition already has an award")
+                evaluation.insert_once(award, "This competition already has an award")
             else:
                 with pytest.raises(ServiceError, match="This competition already has an award"):
-                    evaluation._insert_once(award, "This competition already has an award")
+                    evaluation.insert_once(award, "This competition already has an award")
         db.session.commit()  # the first award stands: the refused insert was only its savepoint
         assert db.session.scalar(select(func.count(Award.id)).where(Award.competition_id == c["id"])) == 1
 

@@ -90,15 +90,16 @@ def test_from_publication_to_the_last_invoice(app, factory, signed_in):
 
         bids = {bid.organisation_id: bid.id for bid in db.session.scalars(select(Bid).where(Bid.competition_id == competition_id))}
     scores = {a["organisation_id"]: (80, 70), b["organisation_id"]: (60, 60)}
-    for action, letter in (("score", "s"), ("moderate", "m")):
+    for sheet in ("", "/moderation"):  # each bid's scoring form, then its moderation form
         for org, (quality, social) in scores.items():
-            for kind, value in (("quality", quality), ("social_value", social)):
-                bid, criterion = bids[org], criteria[kind]
-                p = f"{letter}{bid}-{criterion}"
-                response = post(buyer, f"{page}/bids/{bid}/criteria/{criterion}/{action}", evaluation,
-                                {f"{p}-score": str(value), f"{p}-justification": "Evidence in the answer."}, prefix=p)
-                assert response.status_code == 302, text(response)
-    results = text(buyer.get(evaluation))
+            bid_page = f"{evaluation}/bids/{bids[org]}{sheet}"
+            response = post(buyer, bid_page, bid_page, {
+                f"score_{criteria['quality']}": str(quality),
+                f"justification_{criteria['quality']}": "Evidence in the answer.",
+                f"score_{criteria['social_value']}": str(social),
+                f"justification_{criteria['social_value']}": "Evidence in the answer."})
+            assert response.status_code == 302, text(response)
+    results = text(buyer.get(f"{evaluation}/ranking"))
     assert "11,500" in results  # the bids are open to the declared panel now
 
     # Award to A (best and cheapest), with standstill; letters to both bidders.

@@ -207,10 +207,11 @@ def test_each_roles_pages_say_the_stage_as_the_clock_moves(app, factory, signed_
         competition = db.session.get(Competition, competition_id)
         evaluation.declare(competition, user, False, "")
         bid = db.session.scalar(select(Bid).where(Bid.competition_id == competition_id))
-        for criterion in competition.criteria:
-            if criterion.kind != "price":
-                evaluation.score(competition, user, bid, criterion, 70, "Clear plan, good evidence")
-                evaluation.moderate(competition, user, bid, criterion, 70, "Agreed at moderation")
+        scored = [criterion for criterion in competition.criteria if criterion.kind != "price"]
+        for criterion in scored:  # the last mark submits the panel member's scores
+            evaluation.score(competition, user, bid, criterion, 70, "Clear plan, good evidence")
+        for criterion in scored:  # moderation opens once every evaluator has submitted
+            evaluation.moderate(competition, user, bid, criterion, 70, "Agreed at moderation")
         db.session.commit()
     set_clock(app, DECIDED)
     with app.app_context():

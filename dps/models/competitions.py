@@ -299,7 +299,10 @@ class PanelMember(db.Model):
     """A buyer on the evaluation panel. Sees bids only after declaring no conflict of interest."""
 
     __tablename__ = "panel_members"
-    __table_args__ = (UniqueConstraint("competition_id", "user_id", name="uq_panel_members_pair"),)
+    __table_args__ = (
+        UniqueConstraint("competition_id", "user_id", name="uq_panel_members_pair"),
+        CheckConstraint("scores_submitted_at IS NULL OR declared_at IS NOT NULL", name="submitted_after_declaring"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
@@ -308,6 +311,10 @@ class PanelMember(db.Model):
     # True: declared a conflict, so excluded from seeing and scoring the bids.
     conflicted: Mapped[bool | None] = mapped_column(Boolean)
     declaration: Mapped[str | None] = mapped_column(Text)
+    # The moment the member's last mark went in (every submitted bid has one on every criterion
+    # the panel scores): from then on their marks are fixed, and they see the marks of the others
+    # who have submitted (dps.services.evaluation.scoring).
+    scores_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship()
 
@@ -415,7 +422,8 @@ class Score(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"), index=True)
     criterion_id: Mapped[int] = mapped_column(ForeignKey("criteria.id"))
-    panel_member_id: Mapped[int] = mapped_column(ForeignKey("panel_members.id"))
+    # Indexed: each member's progress (how many marks of how many) is counted by it.
+    panel_member_id: Mapped[int] = mapped_column(ForeignKey("panel_members.id"), index=True)
     score: Mapped[int] = mapped_column(Integer)
     justification: Mapped[str] = mapped_column(Text)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -429,6 +437,7 @@ class ModeratedScore(db.Model):
         UniqueConstraint("bid_id", "criterion_id", name="uq_moderated_scores_pair"),
         CheckConstraint("score >= 0 AND score <= 100", name="score_range"),
         CheckConstraint("length(justification) > 0", name="justified"),
+        CheckConstraint("departure_reason IS NULL OR length(departure_reason) > 0", name="departure_reason_not_empty"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -436,6 +445,9 @@ class ModeratedScore(db.Model):
     criterion_id: Mapped[int] = mapped_column(ForeignKey("criteria.id"))
     score: Mapped[int] = mapped_column(Integer)
     justification: Mapped[str] = mapped_column(Text)
+    # Why the consensus departs from the evaluators' marks, when it does (the rule:
+    # dps.services.evaluation.scoring.departs). For the record, not for the bidders' letters.
+    departure_reason: Mapped[str | None] = mapped_column(Text)
     moderated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     moderated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 

@@ -21,6 +21,7 @@ from datetime import date
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit
 from ..extensions import db
@@ -281,6 +282,56 @@ def change_allocation(actor: User, allocation: Allocation, amount_pence: int) ->
         "line_allocated_pence": {"before": line.allocated_pence - difference, "after": line.allocated_pence},
     }, actor=actor)
     return allocation
+
+
+# Call-offs charged to an allocation --------------------------------------------------------------
+
+def _not_enough_in(project_title: str, left_pence: int, amount_pence: int, field_name: str | None) -> ServiceError:
+    return ServiceError(f"There is not enough left in “{project_title}”: {money(left_pence)} remains, "
+                        f"and this call-off needs {money(amount_pence)}", field=field_name)
+
+
+def check_call_off(allocation: Allocation, amount_pence: int, *, field_name: str | None = "value") -> None:
+    """The one guard on a call-off's value: never over its line's cap per call-off, never more
+    than the allocation has left. Called when the award is decided, so no letter promises what
+    the budget cannot pay; ServiceError names ``field_name``.
+
+    The cap is checked only here. A line's cap is fixed when the line is made and an award's
+    value when it is decided, so what passes here still passes at confirmation; what may have
+    changed by then is what is left, which ``commit_to_budget`` settles."""
+    line = allocation.line
+    cap = line.cap_per_call_off_pence
+    if cap is not None and amount_pence > cap:
+        raise ServiceError(f"{line.programme} call-offs are capped at {money(cap)} each", field=field_name)
+    left = allocation.amount_pence - allocation.committed_pence
+    if amount_pence > left:
+        raise _not_enough_in(allocation.project_title, left, amount_pence, field_name)
+
+
+def commit_to_budget(allocation_id: int, amount_pence: int) -> int:
+    """Commit ``amount_pence`` of an allocation, never past its amount, even with many awards
+    confirmed at the same moment: one conditional UPDATE, checked by what it returns (DESIGN 5).
+    The CHECK constraint on allocations is the last line of defence. Returns the allocation's
+    committed amount after it.
+
+    The UPDATE takes the allocation's row lock, which every other confirmation charged to it
+    waits for until this transaction ends: callers make it their last change before commit."""
+    committed = db.session.execute(
+        update(Allocation)
+        .where(Allocation.id == allocation_id, Allocation.committed_pence + amount_pence <= Allocation.amount_pence)
+        .values(committed_pence=Allocation.committed_pence + amount_pence)
+        .returning(Allocation.committed_pence)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if committed is None:
+        title, amount, committed = db.session.execute(
+            select(Allocation.project_title, Allocation.amount_pence, Allocation.committed_pence)
+            .where(Allocation.id == allocation_id)).one()
+        raise _not_enough_in(title, amount - committed, amount_pence, None)
+    allocation = db.session.identity_map.get(db.session.identity_key(Allocation, allocation_id))
+    if allocation is not None:  # already loaded: show it the committed amount, without a query
+        set_committed_value(allocation, "committed_pence", committed)
+    return committed
 
 
 # The dashboard ----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import String, and_, func, or_, select, update
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.datastructures import FileStorage
 
 from .. import audit, clock, mail
@@ -25,6 +24,7 @@ from ..models import (
     Competition,
     CompetitionDocument,
     Criterion,
+    Document,
     Invitation,
     Lot,
     Organisation,
@@ -40,6 +40,11 @@ from .bids import BidderStatus
 
 MIN_TENDER_DAYS = 10
 SOCIAL_VALUE_ADVISED = 10
+# A standstill, when there is one, is at least 10 days when the award is sent electronically
+# (PCR 2015 reg 87). A buyer may choose longer, up to 30 days: more is far more likely a typing
+# slip than a pause anyone wants before the contract is confirmed.
+DEFAULT_STANDSTILL_DAYS = MIN_STANDSTILL_DAYS = 10
+MAX_STANDSTILL_DAYS = 30
 # Sub-central thresholds for services, in pence including VAT, by the date they took effect.
 SERVICES_THRESHOLDS = (
     (date(2020, 1, 1), 189_330_00),
@@ -131,66 +136,209 @@ def _check_deadlines(clarification_deadline: datetime, tender_deadline: datetime
         raise ServiceError("The deadline for questions must be before the tender deadline", field="clarification_deadline")
 
 
-def _check_dps_valid(lot: Lot) -> None:
+def _check_dps_valid(lot: Lot, doing: str = "starting a mini-competition") -> None:
     """Call-offs are made only while the DPS is valid (reg 34): none before it opens or after it
     ends (call-offs already made run on)."""
     agreement = lot.agreement
     if not is_open(agreement):
-        raise ServiceError(closed_message(agreement, "starting a mini-competition"), field="lot")
+        raise ServiceError(closed_message(agreement, doing), field="lot")
 
 
-def create(user: User, *, lot_id: int, title: str, description: str, estimated_value_pence: int, allocation_id: int,
-           clarification_deadline: datetime, tender_deadline: datetime, criteria: list[CriterionInput],
-           standstill: bool | None = None, price_formula: str = "lowest_price_ratio") -> tuple[Competition, list[str]]:
-    """A draft competition. Returns it with any warnings (e.g. little weight on social value)."""
+@dataclass
+class CompetitionInputs:
+    """Everything a buyer sets on a draft competition, as its new and edit pages send it."""
+
+    lot_id: int | None
+    title: str
+    description: str
+    estimated_value_pence: int
+    allocation_id: int | None
+    clarification_deadline: datetime
+    tender_deadline: datetime
+    criteria: list[CriterionInput]
+    # None: a standstill when the estimated value is at or above the services threshold.
+    standstill: bool | None = None
+    # None: the default length. Read only when there is a standstill.
+    standstill_days: int | None = None
+    price_formula: str = "lowest_price_ratio"
+
+
+@dataclass
+class _Checked:
+    lot: Lot
+    allocation: Allocation
+    standstill: bool
+    warnings: list[str]
+
+
+def _check(user: User, inputs: CompetitionInputs, doing: str) -> _Checked:
+    """The rules a draft meets, when it is created and every time it is changed: one path, so an
+    edit can never save what creation would refuse. Raises ServiceError naming the field."""
     reason = why_cannot_buy(user)
     if reason:
         raise ServiceError(reason)
-    lot = db.session.get(Lot, lot_id)
+    lot = db.session.get(Lot, inputs.lot_id) if inputs.lot_id is not None else None
     if lot is None or lot.agreement.published_at is None:
         raise ServiceError("Choose a lot of an open agreement", field="lot")
-    _check_dps_valid(lot)
-    if price_formula not in PRICE_FORMULAS:
+    _check_dps_valid(lot, doing)
+    if inputs.price_formula not in PRICE_FORMULAS:
         raise ServiceError("Choose how price is scored", field="price_formula")
-    allocation = db.session.get(Allocation, allocation_id)
+    allocation = db.session.get(Allocation, inputs.allocation_id) if inputs.allocation_id is not None else None
     if allocation is None or allocation.organisation_id != user.organisation_id:
         raise ServiceError("Choose one of your organisation's allocations", field="allocation")
-    if estimated_value_pence <= 0:
+    if inputs.estimated_value_pence <= 0:
         raise ServiceError("Enter the estimated value, more than £0", field="estimated_value")
     cap = allocation.line.cap_per_call_off_pence
-    if cap is not None and estimated_value_pence > cap:
+    if cap is not None and inputs.estimated_value_pence > cap:
         raise ServiceError(f"{allocation.line.programme} call-offs are capped at £{cap / 100:,.2f} each",
                            field="estimated_value")
-    _check_deadlines(clarification_deadline, tender_deadline, clock.now())
-    warnings = check_criteria(criteria)
-    now = clock.now()
+    _check_deadlines(inputs.clarification_deadline, inputs.tender_deadline, clock.now())
+    warnings = check_criteria(inputs.criteria)
+    standstill = inputs.standstill
     if standstill is None:
-        standstill = estimated_value_pence >= threshold_on(clock.to_london(now).date())
-    competition = Competition(
-        reference="pending", lot_id=lot.id, buyer_organisation_id=user.organisation_id, created_by_id=user.id,
-        title=title.strip(), description=description.strip(), estimated_value_pence=estimated_value_pence,
-        allocation_id=allocation.id, clarification_deadline=clarification_deadline, tender_deadline=tender_deadline,
-        standstill=standstill, standstill_days=10, price_formula=price_formula, created_at=now)
+        standstill = inputs.estimated_value_pence >= threshold_on(clock.to_london(clock.now()).date())
+    if standstill and inputs.standstill_days is not None and not (
+            MIN_STANDSTILL_DAYS <= inputs.standstill_days <= MAX_STANDSTILL_DAYS):
+        raise ServiceError(f"The standstill period must be from {MIN_STANDSTILL_DAYS} to {MAX_STANDSTILL_DAYS} days "
+                           f"(PCR 2015 reg 87: at least {MIN_STANDSTILL_DAYS} when the award is sent electronically)",
+                           field="standstill_days")
+    return _Checked(lot, allocation, standstill, warnings)
+
+
+def _columns(inputs: CompetitionInputs, checked: _Checked, standstill_days: int) -> dict:
+    """The competition's own columns, from checked inputs. ``standstill_days``: the length kept
+    when there is no standstill (it is not asked for then)."""
+    if checked.standstill:
+        standstill_days = inputs.standstill_days if inputs.standstill_days is not None else DEFAULT_STANDSTILL_DAYS
+    return {
+        "lot_id": checked.lot.id, "title": inputs.title.strip(), "description": inputs.description.strip(),
+        "estimated_value_pence": inputs.estimated_value_pence, "allocation_id": checked.allocation.id,
+        "clarification_deadline": inputs.clarification_deadline, "tender_deadline": inputs.tender_deadline,
+        "standstill": checked.standstill, "standstill_days": standstill_days, "price_formula": inputs.price_formula,
+    }
+
+
+def _criterion_record(kind: str, title: str, weight: int, description: str, word_limit: int | None) -> dict:
+    return {"kind": kind, "title": title.strip(), "weight": weight, "description": (description or "").strip(),
+            "word_limit": word_limit}
+
+
+_KIND_ORDER = {"price": 0, "quality": 1, "social_value": 2}
+
+
+def _saved_criteria(competition: Competition) -> list[Criterion]:
+    """The saved criteria in the order the form lays them out (price, quality, social value), so a
+    draft saved again unchanged is not a change of order."""
+    return sorted(competition.criteria, key=lambda c: (_KIND_ORDER.get(c.kind, 3), c.position))
+
+
+def _set_criteria(competition: Competition, criteria: list[CriterionInput]) -> None:
+    """Make the competition's criteria these, in this order. Rows are reused by position: a
+    draft has no bids, so nothing refers to them yet."""
+    rows = sorted(competition.criteria, key=lambda c: c.position)
     for position, c in enumerate(criteria, start=1):
-        competition.criteria.append(Criterion(position=position, kind=c.kind, title=c.title.strip(), weight=c.weight,
-                                              description=c.description.strip(), word_limit=c.word_limit))
+        record = _criterion_record(c.kind, c.title, c.weight, c.description, c.word_limit)
+        if position <= len(rows):
+            row = rows[position - 1]
+            row.position = position
+            for name, value in record.items():
+                setattr(row, name, value)
+        else:
+            competition.criteria.append(Criterion(position=position, **record))
+    for row in rows[len(criteria):]:
+        competition.criteria.remove(row)  # delete-orphan: the row goes
+
+
+def _audit_value(value):
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
+
+
+def create(user: User, inputs: CompetitionInputs | None = None, **fields) -> tuple[Competition, list[str]]:
+    """A draft competition, from ``inputs`` (or the same given as keywords). Returns it with any
+    warnings (e.g. little weight on social value)."""
+    if inputs is None:
+        inputs = CompetitionInputs(**fields)
+    checked = _check(user, inputs, "starting a mini-competition")
+    now = clock.now()
+    competition = Competition(
+        reference="pending", buyer_organisation_id=user.organisation_id, created_by_id=user.id, created_at=now,
+        **_columns(inputs, checked, DEFAULT_STANDSTILL_DAYS))
+    _set_criteria(competition, inputs.criteria)
     db.session.add(competition)
     db.session.flush()
     competition.reference = f"CCIN-MC-{clock.to_london(now).year}-{competition.id:04d}"
     audit.record("competition.created", "competition", competition.id, {
-        "reference": competition.reference, "lot": lot.number, "title": competition.title,
-        "estimated_value_pence": estimated_value_pence, "allocation_id": allocation.id,
-        "tender_deadline": tender_deadline.isoformat(), "standstill": standstill,
-        "criteria": [{"kind": c.kind, "title": c.title, "weight": c.weight} for c in criteria]})
-    return competition, warnings
+        "reference": competition.reference, "lot": checked.lot.number, "title": competition.title,
+        "estimated_value_pence": competition.estimated_value_pence, "allocation_id": checked.allocation.id,
+        "tender_deadline": inputs.tender_deadline.isoformat(), "standstill": checked.standstill,
+        "standstill_days": competition.standstill_days,
+        "criteria": [{"kind": c.kind, "title": c.title, "weight": c.weight} for c in inputs.criteria]})
+    return competition, checked.warnings
+
+
+def edit_refusal(competition: Competition) -> str | None:
+    """Why the competition can no longer be changed, in words; None while it is a draft."""
+    refusal = competition.refusal("edit", clock.now())
+    if refusal is None:
+        return None
+    return f"Only a draft competition can be changed. {refusal}."
+
+
+def _lock_draft(competition: Competition, message: str | None = None, field: str | None = None) -> None:
+    """Take the competition's row lock while it is still a draft, and re-read it; refuse (with
+    ``message``, or why it is no longer a draft) when it is not.
+
+    A change to a draft and its publication (or cancellation) at the same moment are so put one
+    after the other: the UPDATE that changes nothing waits for the other's row lock, and its
+    condition is then checked again against what the other committed (PostgreSQL), so an edit
+    never lands on a competition whose suppliers were already invited with the old terms. On
+    SQLite every writing transaction holds the write lock from its start (BEGIN IMMEDIATE)."""
+    db.session.flush()  # the re-read below must not drop a change made before the call
+    locked = db.session.execute(
+        update(Competition)
+        .where(Competition.id == competition.id, Competition.stage_at(clock.now()) == Stage.DRAFT.value)
+        .values(reference=Competition.reference)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.refresh(competition)
+    if not locked or competition.refusal("edit", clock.now()) is not None:
+        raise ServiceError(message or edit_refusal(competition) or "Only a draft competition can be changed",
+                           field=field)
+
+
+def update_draft(competition: Competition, user: User, inputs: CompetitionInputs) -> tuple[list[str], list[str]]:
+    """Change a draft: every field and the criteria, with the checks of creation (``_check``).
+    Returns the names of what changed (empty: nothing did, and nothing is written) and any
+    warnings. The audit event records each changed value before and after."""
+    _require_buying_organisation(competition, user, "change its competition")
+    _lock_draft(competition)
+    checked = _check(user, inputs, "changing a mini-competition")
+    values = _columns(inputs, checked, competition.standstill_days)
+    changed = {name: value for name, value in values.items() if getattr(competition, name) != value}
+    before = {name: _audit_value(getattr(competition, name)) for name in changed}
+    after = {name: _audit_value(value) for name, value in changed.items()}
+    saved = [_criterion_record(c.kind, c.title, c.weight, c.description, c.word_limit)
+             for c in _saved_criteria(competition)]
+    wanted = [_criterion_record(c.kind, c.title, c.weight, c.description, c.word_limit) for c in inputs.criteria]
+    if saved != wanted:
+        before["criteria"], after["criteria"] = saved, wanted
+    if not after:
+        return [], checked.warnings
+    for name, value in changed.items():
+        setattr(competition, name, value)
+    if "criteria" in after:
+        _set_criteria(competition, inputs.criteria)
+    db.session.flush()
+    audit.record("competition.updated", "competition", competition.id,
+                 {"reference": competition.reference, "before": before, "after": after}, actor=user)
+    return list(after), checked.warnings
 
 
 def publish(competition: Competition, user: User) -> list[Invitation]:
     """Invite every supplier admitted to the lot at this moment, record the list, tell them."""
-    if competition.refusal("publish", clock.now()) is not None:
-        raise ServiceError("Only a draft competition can be published")
     if user.organisation_id != competition.buyer_organisation_id:
         raise ServiceError("Only the buying organisation can publish its competition")
+    # Locked and re-read, so what is published (and emailed) is the draft as last saved.
+    _lock_draft(competition, "Only a draft competition can be published")
     # The organisation may have lost the right to buy since the draft was made (e.g. now an Affiliate).
     reason = why_cannot_buy(user)
     if reason:
@@ -240,38 +388,6 @@ def cancel(competition: Competition, user: User, reason: str) -> None:
                        f"{competition.buyer_organisation.name} has cancelled this mini-competition.\n\nWhy: {reason}\n")
 
 
-def commit_to_budget(allocation_id: int, amount_pence: int) -> int:
-    """Commit ``amount_pence`` of an allocation, never past its amount, even with many awards
-    confirmed at the same moment: one conditional UPDATE, checked by what it returns (DESIGN 5).
-    The CHECK constraint on allocations is the last line of defence. Returns the allocation's
-    committed amount after it.
-
-    The UPDATE takes the allocation's row lock, which every other confirmation charged to it
-    waits for until this transaction ends: callers make it their last change before commit."""
-    cap, programme = db.session.execute(
-        select(BudgetLine.cap_per_call_off_pence, BudgetLine.programme)
-        .join(Allocation, Allocation.line_id == BudgetLine.id).where(Allocation.id == allocation_id)).one()
-    if cap is not None and amount_pence > cap:
-        raise ServiceError(f"{programme} call-offs are capped at £{cap / 100:,.2f} each")
-    committed = db.session.execute(
-        update(Allocation)
-        .where(Allocation.id == allocation_id, Allocation.committed_pence + amount_pence <= Allocation.amount_pence)
-        .values(committed_pence=Allocation.committed_pence + amount_pence)
-        .returning(Allocation.committed_pence)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if committed is None:
-        title, amount, committed = db.session.execute(
-            select(Allocation.project_title, Allocation.amount_pence, Allocation.committed_pence)
-            .where(Allocation.id == allocation_id)).one()
-        raise ServiceError(f"There is not enough left in “{title}”: £{(amount - committed) / 100:,.2f} remains, "
-                           f"and this call-off needs £{amount_pence / 100:,.2f}")
-    allocation = db.session.identity_map.get(db.session.identity_key(Allocation, allocation_id))
-    if allocation is not None:  # already loaded: show it the committed amount, without a query
-        set_committed_value(allocation, "committed_pence", committed)
-    return committed
-
-
 # The evaluation panel and the specification documents -------------------------------------------
 
 def _require_buying_organisation(competition: Competition, user: User, doing: str) -> None:
@@ -287,30 +403,47 @@ def panel_candidates(user: User) -> list[User]:
         .order_by(User.name, User.id)))
 
 
-def appoint_panel(competition: Competition, user: User, colleague_ids: list[int]) -> list[PanelMember]:
-    """The evaluation panel chosen when the competition is created: at least one buyer of the
-    buying organisation. Later changes are dps.services.evaluation.add_panel_member."""
+@dataclass
+class PanelChange:
+    added: list[User]
+    removed: list[User]
+
+
+def appoint_panel(competition: Competition, user: User, colleague_ids: list[int]) -> PanelChange:
+    """The evaluation panel of a draft, as its new and edit pages choose it: at least one buyer of
+    the buying organisation. Those chosen who are not on it join; those on it who are no longer
+    chosen leave (a draft's panel has neither declared nor scored, so nothing of theirs is lost).
+    After publication colleagues are added on the evaluation pages
+    (dps.services.evaluation.add_panel_member)."""
     _require_buying_organisation(competition, user, "choose its evaluation panel")
-    if competition.refusal("edit", clock.now()) is not None:
-        raise ServiceError("The panel is chosen when the competition is created", field="panel")
+    _lock_draft(competition, field="panel")
     wanted = list(dict.fromkeys(colleague_ids))
     if not wanted:
         raise ServiceError("Choose at least one person for the evaluation panel", field="panel")
     people = {person.id: person for person in db.session.scalars(select(User).where(User.id.in_(wanted)))}
-    members = []
     for colleague_id in wanted:
         colleague = people.get(colleague_id)
-        if (colleague is None or colleague.organisation_id != competition.buyer_organisation_id
-                or colleague.role != "buyer" or not colleague.active):
+        if colleague is None or colleague.organisation_id != competition.buyer_organisation_id or colleague.role != "buyer":
             raise ServiceError(f"Choose buyers of {competition.buyer_organisation.name} for the panel", field="panel")
-        members.append(PanelMember(competition_id=competition.id, user_id=colleague.id))
-    db.session.add_all(members)
+        if not colleague.active:
+            raise ServiceError(f"{colleague.name}’s account is closed, so they cannot sit on the panel: untick them",
+                               field="panel")
+    current = {member.user_id: member for member in db.session.scalars(
+        select(PanelMember).options(joinedload(PanelMember.user)).where(PanelMember.competition_id == competition.id))}
+    joining = [PanelMember(competition_id=competition.id, user_id=i) for i in wanted if i not in current]
+    leaving = [member for user_id, member in current.items() if user_id not in people]
+    db.session.add_all(joining)
+    for member in leaving:
+        db.session.delete(member)
     db.session.flush()
-    for member in members:
+    for member in joining:
         # The same event as a later addition to the panel, so the log reads as one history.
         audit.record("panel.member_added", "competition", competition.id,
                      {"user_id": member.user_id, "email": people[member.user_id].email}, actor=user)
-    return members
+    for member in leaving:
+        audit.record("panel.member_removed", "competition", competition.id,
+                     {"user_id": member.user_id, "email": member.user.email}, actor=user)
+    return PanelChange([people[m.user_id] for m in joining], [m.user for m in leaving])
 
 
 def add_document(competition: Competition, user: User, upload: FileStorage | None) -> CompetitionDocument:
@@ -319,8 +452,7 @@ def add_document(competition: Competition, user: User, upload: FileStorage | Non
     Drafts only: once suppliers are invited, they must all be told of any change, which is what
     a clarification does."""
     _require_buying_organisation(competition, user, "add documents to its competition")
-    if competition.refusal("edit", clock.now()) is not None:
-        raise ServiceError("Documents can only be added before the competition is published", field="document")
+    _lock_draft(competition, "Documents can only be added before the competition is published", field="document")
     document = documents.store(user, upload, field="document")
     link = CompetitionDocument(competition_id=competition.id, document_id=document.id)
     db.session.add(link)
@@ -328,6 +460,22 @@ def add_document(competition: Competition, user: User, upload: FileStorage | Non
     audit.record("competition.document_added", "competition", competition.id,
                  {"document_id": document.id, "filename": document.filename, "sha256": document.sha256}, actor=user)
     return link
+
+
+def remove_document(competition: Competition, user: User, link: CompetitionDocument) -> Document:
+    """Take a specification document out of a draft competition. The document itself is kept
+    (its row and its bytes stay its organisation's, like every record): it is only no longer
+    part of what suppliers will be sent."""
+    _require_buying_organisation(competition, user, "remove documents from its competition")
+    if link.competition_id != competition.id:
+        raise ServiceError("That document is not part of this competition’s specification")
+    _lock_draft(competition, "Documents can only be removed before the competition is published")
+    document = link.document
+    db.session.delete(link)
+    db.session.flush()
+    audit.record("competition.document_removed", "competition", competition.id,
+                 {"document_id": document.id, "filename": document.filename, "sha256": document.sha256}, actor=user)
+    return document
 
 
 # The lists, a page at a time --------------------------------------------------------------------
