@@ -539,9 +539,73 @@ def worker_command(queues: tuple[str, ...], concurrency: int, burst: bool) -> No
     queue.run_worker(queues=chosen, concurrency=concurrency, burst=burst)
 
 
+@click.command("backup")
+@click.option("--out", "destination", required=True, metavar="PATH|s3://bucket/key",
+              help="The archive to write: a file (a .tar, or .tar.gz to compress it) or an S3 object.")
+@with_appcontext
+def backup_command(destination: str) -> None:
+    """Back up the database and every document into one archive, with a manifest of SHA-256s.
+
+    Safe while the site runs: SQLite is copied with its online backup API, PostgreSQL dumped by
+    pg_dump (on PATH, of the server's major version). Prints the audit head to keep elsewhere."""
+    from .backup import BackupError, backup
+
+    _require_current_schema()
+    try:
+        summary = backup(destination, echo=lambda message: click.echo(message, err=True))
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    manifest = summary.manifest
+    counts = manifest["counts"]
+    click.echo(f"Wrote the backup ({summary.size:,} bytes, SHA-256 {summary.sha256}) to {summary.destination}: "
+               f"the {manifest['database']['kind']} database at revision {manifest['schema_revision']}, "
+               f"{counts['documents']:,} documents ({counts['document_bytes']:,} bytes).")
+    for key in manifest["documents_missing"]:
+        click.echo(f"Warning: document {key} is named by the database but missing from the storage.", err=True)
+    for key in manifest["documents_changed"]:
+        click.echo(f"Warning: document {key} no longer matches the SHA-256 recorded at upload.", err=True)
+    head = manifest["audit_head"]
+    if head:
+        click.echo(f"Audit head to keep: {head['id']}:{head['hash']} "
+                   f"(check it later with `flask --app dps audit verify --head {head['id']}:{head['hash']}`)")
+    if manifest["documents_missing"] or manifest["documents_changed"]:
+        sys.exit(1)
+
+
+@click.command("restore")
+@click.option("--from", "source", required=True, metavar="PATH|s3://bucket/key", help="A backup archive.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def restore_command(source: str, yes: bool) -> None:
+    """Restore a backup into an empty database (DPS_DATABASE_URL) and an empty storage.
+
+    Every part is checked against the manifest's SHA-256 before anything is written; then the
+    audit chain is verified against the head recorded at backup time. Exit 1 on any mismatch."""
+    from .backup import BackupError, restore
+
+    def confirm(question: str) -> None:
+        if not yes:
+            click.confirm(question, abort=True)
+
+    try:
+        result = restore(source, echo=lambda message: click.echo(message, err=True), confirm=confirm)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Restored the backup of {result.manifest['created_at']}: the {result.manifest['database']['kind']} "
+               f"database and {result.documents:,} documents.")
+    for note in result.notes:
+        click.echo(f"Note: {note}")
+    if not result.audit_ok:
+        click.echo(result.audit_message, err=True)
+        sys.exit(1)
+    click.echo(result.audit_message)
+
+
 def register(app: Flask) -> None:
     for group in (users_cli, demo_cli, clock_cli, outbox_cli, audit_cli, applications_cli):
         app.cli.add_command(group)
     app.cli.add_command(export_command)
     app.cli.add_command(setup_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
