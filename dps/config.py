@@ -39,6 +39,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DPS_JOB_QUEUE", "The queue of background jobs (large exports, sending email): `procrastinate` (jobs in the PostgreSQL database itself; run workers with `flask --app dps worker`) or `sqlite:///path/to/jobs.sqlite3` (the embedded queue, huey, in a SQLite file of its own; a relative path is in the instance folder).", "`procrastinate` on PostgreSQL; beside a SQLite database, `<name>-jobs.sqlite3` next to it"),
     Setting("DPS_WORKER_IN_WEB", "Whether each web process also runs a job worker in threads of its own (`true` or `false`), for a service on one machine. With several hosts, set it to `false` and run `flask --app dps worker`.", "`true` with the embedded queue, `false` with procrastinate"),
     Setting("DPS_JOB_RETRY_SECONDS", "How long a job that can be tried again (an email the mail server put off) waits after its first failure; each later wait is twice the one before.", "60"),
+    Setting("DPS_CLAMD_URL", "ClamAV's daemon, which scans every upload before it is stored: `unix:///run/clamav/clamd.ctl` or `tcp://host:3310`. Required in production; unset in development, uploads are stored unscanned and the DPS team's dashboard says so.", "unset (no scanning)"),
+    Setting("DPS_CLAMD_TIMEOUT_SECONDS", "How long one scan may take, connection included; a scan that takes longer refuses the upload.", "30"),
+    Setting("DPS_UPLOAD_MAX_UNPACKED_MB", "Largest total unpacked size of a DOCX, XLSX, ODT or ODS upload, in megabytes.", "100"),
+    Setting("DPS_UPLOAD_MAX_RATIO", "Largest ratio of unpacked to packed size of a DOCX, XLSX, ODT or ODS upload (a zip bomb's is in the thousands).", "100"),
+    Setting("DPS_UPLOAD_MAX_ENTRIES", "Most entries (files inside the ZIP) a DOCX, XLSX, ODT or ODS upload may hold.", "10000"),
+    Setting("DPS_REQUIRE_MFA", "Whether the DPS team and auditors must use two-factor sign-in (an authenticator app): `true` or `false`. Everyone else may choose to.", "`true` when `DPS_ENV=production`, else `false`"),
 )
 
 
@@ -132,6 +138,27 @@ def load(instance_path: str, environ: dict[str, str] | None = None, overrides: d
     except ValueError as exc:
         raise ConfigError("DPS_JOB_RETRY_SECONDS must be a whole number of seconds, 0 or more") from exc
 
+    clamd_url = get("DPS_CLAMD_URL")
+    if clamd_url is None and production:
+        # Like the secret key and the database: a production service that silently stored
+        # unscanned files would break a promise made to every council's security officer.
+        raise ConfigError("DPS_CLAMD_URL is not set. In production it is required: every upload is scanned "
+                          "by ClamAV's daemon, e.g. unix:///run/clamav/clamd.ctl or tcp://127.0.0.1:3310.")
+    if clamd_url is not None:
+        from .antivirus import parse_url
+
+        parse_url(clamd_url)  # only the form: clamd may start after the app, and is checked per upload
+    upload_limits = {}
+    for name, default, minimum in (("DPS_CLAMD_TIMEOUT_SECONDS", 30, 1), ("DPS_UPLOAD_MAX_UNPACKED_MB", 100, 1),
+                                   ("DPS_UPLOAD_MAX_RATIO", 100, 1), ("DPS_UPLOAD_MAX_ENTRIES", 10000, 1)):
+        try:
+            value = get(name)
+            upload_limits[name] = int(value) if value is not None else default
+            if upload_limits[name] < minimum:
+                raise ValueError
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be a whole number, {minimum} or more") from exc
+
     config = {
         "DPS_ENV": mode,
         "SECRET_KEY": secret_key,
@@ -151,6 +178,9 @@ def load(instance_path: str, environ: dict[str, str] | None = None, overrides: d
         "DPS_JOB_QUEUE": job_queue,
         "DPS_WORKER_IN_WEB": worker_in_web,
         "DPS_JOB_RETRY_SECONDS": retry_seconds,
+        "DPS_REQUIRE_MFA": _flag(get("DPS_REQUIRE_MFA"), "DPS_REQUIRE_MFA") if get("DPS_REQUIRE_MFA") is not None else production,
+        "DPS_CLAMD_URL": clamd_url,
+        **upload_limits,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -31,7 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import url_for
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import BigInteger, Select, and_, case, func, literal, or_, select
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.types import TypeDecorator
@@ -44,6 +44,9 @@ PAGE_SIZE = 50
 MAX_CURSOR_LENGTH = 3500
 _MAX_STRING = 1000
 _INT_LIMIT = 2 ** 63 - 1
+# An INTEGER column (every id but the audit log's) holds 32 bits on PostgreSQL, which refuses to
+# compare it with anything larger: a cursor's value for such a key must fit it (issue 14).
+_INTEGER_LIMIT = 2 ** 31 - 1
 # Searches are by a few words of a name: anything longer is cut to this.
 MAX_SEARCH_LENGTH = 200
 
@@ -61,6 +64,8 @@ class _Key:
         self.expression = expression
         self.descending = descending
         column_type = expression.type
+        # The largest value of the column, for the cursor's check (a BIGINT: 64 bits).
+        self.int_limit = _INT_LIMIT if isinstance(column_type, BigInteger) else _INTEGER_LIMIT
         if isinstance(column_type, TypeDecorator):  # UTCDateTime: the values are its impl's
             column_type = column_type.impl_instance
         try:
@@ -119,7 +124,7 @@ def encode_cursor(values: Sequence) -> str:
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def _decode_value(raw, expected: type):
+def _decode_value(raw, expected: type, int_limit: int = _INT_LIMIT):
     if expected is datetime:
         if not (isinstance(raw, dict) and set(raw) == {"t"} and isinstance(raw["t"], str)):
             return None, False
@@ -138,7 +143,7 @@ def _decode_value(raw, expected: type):
     if expected is bool:
         return raw, isinstance(raw, bool)
     if expected is int:
-        return raw, isinstance(raw, int) and not isinstance(raw, bool) and -_INT_LIMIT <= raw <= _INT_LIMIT
+        return raw, isinstance(raw, int) and not isinstance(raw, bool) and -int_limit <= raw <= int_limit
     if expected is str:
         if not isinstance(raw, str) or len(raw) > _MAX_STRING or "\x00" in raw:
             return None, False
@@ -150,8 +155,9 @@ def _decode_value(raw, expected: type):
     return None, False
 
 
-def decode_cursor(token: str | None, types: Sequence[type]) -> tuple | None:
-    """The sort key in ``token`` if it is a well-formed one for a key of these types, else None."""
+def decode_cursor(token: str | None, types: Sequence[type], int_limits: Sequence[int] | None = None) -> tuple | None:
+    """The sort key in ``token`` if it is a well-formed one for a key of these types, else None.
+    ``int_limits``: for each value, the largest integer its column holds (default: 64 bits)."""
     if not token or len(token) > MAX_CURSOR_LENGTH:
         return None
     try:
@@ -161,8 +167,9 @@ def decode_cursor(token: str | None, types: Sequence[type]) -> tuple | None:
     if not isinstance(raw, list) or len(raw) != len(types):
         return None
     values = []
-    for item, expected in zip(raw, types):
-        value, ok = _decode_value(item, expected)
+    limits = int_limits if int_limits is not None else [_INT_LIMIT] * len(types)
+    for item, expected, limit in zip(raw, types, limits):
+        value, ok = _decode_value(item, expected, limit)
         if not ok:
             return None
         values.append(value)
@@ -245,6 +252,7 @@ def keyset_page(stmt: Select, order: Sequence[ColumnElement], *, after: str | No
     The rows are what ``stmt`` selects: one entity or value each, or a tuple for several."""
     keys = [_Key(expression) for expression in order]
     types = [key.python_type for key in keys]
+    limits = [key.int_limit for key in keys]
     width = len(stmt.column_descriptions)  # entities or columns selected (an entity is one)
     labelled = stmt.add_columns(*(key.expression.label(f"keyset_{i}") for i, key in enumerate(keys)))
 
@@ -273,7 +281,7 @@ def keyset_page(stmt: Select, order: Sequence[ColumnElement], *, after: str | No
     refused = False
     total = None
     if before is not None and after is None:
-        pivot = decode_cursor(before, types)
+        pivot = decode_cursor(before, types, limits)
         refused = pivot is None
         if pivot is not None:
             total, earlier = counted(pivot, backwards=True)
@@ -287,7 +295,7 @@ def keyset_page(stmt: Select, order: Sequence[ColumnElement], *, after: str | No
                     next_cursor=encode_cursor(key_of(rows[-1])) if any_beyond(key_of(rows[-1]), False) else None,
                     previous_cursor=encode_cursor(key_of(rows[0])) if len(found) > size else None)
         after = None
-    pivot = decode_cursor(after, types) if after is not None else None
+    pivot = decode_cursor(after, types, limits) if after is not None else None
     refused = refused or (after is not None and pivot is None)
     offset = 0
     if pivot is not None:

@@ -353,3 +353,12 @@ def aws_env(monkeypatch, tmp_path) -> None:
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION",
                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
+
+
+# ClamAV: a real clamd with a signature database of the tests' own (see tests/clamd.py).
+
+@pytest.fixture(scope="session")
+def clamd():
+    from tests.clamd import start_clamd
+
+    yield from start_clamd()

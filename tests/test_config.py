@@ -31,7 +31,8 @@ def test_production_without_a_database_refuses_to_start(tmp_path):
 
 def test_production_uses_secure_cookies(tmp_path):
     loaded = config.load(str(tmp_path), environ={"DPS_ENV": "production", "DPS_SECRET_KEY": "k" * 64,
-                                                 "DPS_DATABASE_URL": "postgresql://u@db/dps"})
+                                                 "DPS_DATABASE_URL": "postgresql://u@db/dps",
+                                                 "DPS_CLAMD_URL": "tcp://127.0.0.1:3310"})
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db/dps"
 

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from dps import clock
 from dps.extensions import db
-from dps.models import Allocation, Award, Bid, CallOff, Competition, ModeratedScore, PanelMember, Score
+from dps.models import (Allocation, Award, Bid, CallOff, Competition, ModeratedScore, PanelMember, Score,
+                        SealedReadRefusal)
 from dps.services import evaluation
 from dps.services.evaluation import ranking
 from tests.applying import make_dps
@@ -128,12 +129,22 @@ def test_three_members_one_conflicted_twelve_bids_blind_scoring_moderation_award
     assert "You declared a conflict of interest, so you do not see or score the bids" in overview
     assert "Answer of bidder" not in overview and "Alder Ltd" not in overview
     refused_before = len(events(app, "bid_content.refused"))
+
+    def carols_refusals() -> int:
+        with app.app_context():
+            return db.session.scalar(select(func.coalesce(func.sum(SealedReadRefusal.count), 0)).where(
+                SealedReadRefusal.user_id == w["carol_user"]["id"]))
+
+    counted_before = carols_refusals()
     for url in (first, f"{first}/moderation", f"{page}/matrix", f"{page}/ranking", f"{w['base']}/award",
                 f"{page}/bidders"):
         response = carol.get(url)
         assert response.status_code == 404, url
         assert "Answer of bidder" not in text(response)
-    assert len(events(app, "bid_content.refused")) == refused_before + 5  # the bidders' names are not sealed
+    # The bidders' names are not sealed: 5 refusals, counted; the log has one event for them at
+    # most (the first of Carol's refusals for this competition this hour), not five.
+    assert len(events(app, "bid_content.refused")) <= refused_before + 1
+    assert carols_refusals() == counted_before + 5
     refused = score_bid(w, "carol", "Alder Ltd", 90, 90)
     assert refused.status_code == 400 and "You declared a conflict of interest" in text(refused)
     with app.app_context():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.routing import IntegerConverter
 
 from dps import clock, questionnaire
 from dps.extensions import db
@@ -155,7 +156,7 @@ def _urls(app: Flask, planted: Planted) -> list[str]:
             combos: list[dict] = [{}]
             for name in rule.arguments:
                 converter = rule._converters[name].__class__.__name__
-                if converter == "IntegerConverter":
+                if isinstance(rule._converters[name], IntegerConverter):  # the app's int (dps.IdConverter)
                     values: list = sorted(set(by_name.get(name) or every_id))
                 elif converter == "PathConverter":
                     values = ["x", planted.world.reference]

@@ -21,8 +21,9 @@ from .competitions import (
 from .budget import Allocation, BudgetLine, BudgetYear
 from .jobs import ExportJob
 from .organisations import Organisation
+from .refusals import SealedReadRefusal
 from .system import Installation, OutboxMessage, SimulatedClock
-from .users import SignInAttempt, User, UserToken
+from .users import RecoveryCode, SignInAttempt, User, UserToken
 
 __all__ = [
     "Award",
@@ -56,6 +57,8 @@ __all__ = [
     "QuestionnaireVersion",
     "Organisation",
     "OutboxMessage",
+    "RecoveryCode",
+    "SealedReadRefusal",
     "SignInAttempt",
     "SimulatedClock",
     "User",

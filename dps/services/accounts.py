@@ -55,6 +55,16 @@ class SignInError(ServiceError):
     pass
 
 
+class SecondFactorNeeded(SignInError):
+    """The password was right; the person has two-factor sign-in, so they are not signed in yet
+    (dps.services.two_factor.complete_sign_in finishes). Nothing is logged as a success until
+    then, so a known password cannot be used to reset the limit on guessing codes."""
+
+    def __init__(self, user: User):
+        super().__init__("Enter the code from your authenticator app.")
+        self.user = user
+
+
 class UnconfirmedEmail(SignInError):
     def __init__(self, user: User):
         super().__init__("Confirm your email address before you sign in. We can send the link again.")
@@ -130,7 +140,8 @@ def _password_was_set(user: User) -> None:
 
 
 def sign_in(email: str, password: str, ip: str) -> User:
-    """Check the password; raise SignInError with one message whichever part was wrong.
+    """Check the password; raise SignInError with one message whichever part was wrong, or
+    SecondFactorNeeded when the password was right and a code is still to come.
 
     Failures are counted per email typed (existing or not, so the count reveals nothing) and per
     address; past the limit, the password is not even checked.
@@ -142,6 +153,9 @@ def sign_in(email: str, password: str, ip: str) -> User:
         raise SignInError(THROTTLED)
     user = db.session.scalar(select(User).where(User.email == email))
     ok = _check_password(user, password) and user is not None and user.active
+    if ok and user.two_factor_enabled and user.email_confirmed_at is not None:
+        db.session.flush()
+        raise SecondFactorNeeded(user)
     db.session.add(SignInAttempt(email=email, ip_address=ip, attempted_at=clock.now(), succeeded=ok))
     if not ok:
         db.session.flush()

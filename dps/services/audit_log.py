@@ -23,6 +23,14 @@ to use an index and read only the rows it shows:
   page's autocomplete, both off the organisations' name index (``_starting_with``).
 
 Nothing here runs verify_chain: it reads every row. ``flask --app dps audit verify`` does that.
+
+Sealed means sealed in the log too (issue 14): before a competition's tender deadline, the
+events of its bids (``bid.draft_saved``, ``bid.document_attached``, ``bid.document_detached``,
+``bid.submitted``, ``bid.withdrawn``: every event whose object is a bid) are shown here and in the
+audit export as "bid activity" on the competition, without who, which organisation, which bid,
+the IP address or the data; filters by organisation, action or object leave them out (a filter
+that found them would say which supplier is bidding). From the deadline on they are shown in
+full. Only what is shown changes: the stored rows, their hashes and ``audit verify`` do not.
 """
 from __future__ import annotations
 
@@ -30,14 +38,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import Select, String, and_, exists, func, literal, or_, select, text
+from sqlalchemy import Select, String, and_, cast, exists, func, literal, not_, or_, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from .. import clock
 from ..exports import Filters
 from ..extensions import db
-from ..models import AuditEvent, Organisation
+from ..models import AuditEvent, Bid, Competition, Organisation
 from ..pagination import count
 
 PAGE_SIZE = 50
@@ -72,27 +80,139 @@ class LogFilters:
                 found.append(AuditEvent.object_id == self.object_id)
         if self.action:
             found.append(AuditEvent.action == self.action)
+        if self.organisation_id is not None or self.object_type or self.action:
+            # Which supplier is bidding is sealed: a filter must not find a sealed bid's events.
+            found.append(not_(and_(AuditEvent.object_type == BID_OBJECT,
+                                   AuditEvent.object_id.in_(_sealed_bid_object_ids()))))
         return found
+
+
+# Sealed bid events ---------------------------------------------------------------------------
+
+BID_OBJECT = "bid"
+SEALED_ACTION = "bid activity"
+SEALED_NOTE = "Sealed until the tender deadline: who, which bid and the details are shown from then on."
+
+
+def _sealed_bids_statement(bid_ids=None) -> Select:
+    """(bid id, competition id) of the bids whose competition's tender deadline is still to come."""
+    stmt = (select(Bid.id, Bid.competition_id).join(Competition, Competition.id == Bid.competition_id)
+            .where(Competition.tender_deadline > clock.now()))
+    return stmt if bid_ids is None else stmt.where(Bid.id.in_(bid_ids))
+
+
+def _sealed_bid_object_ids():
+    """The object ids (text) of audit events of sealed bids, as a subquery."""
+    return (select(cast(Bid.id, String)).join(Competition, Competition.id == Bid.competition_id)
+            .where(Competition.tender_deadline > clock.now()))
+
+
+def sealed_bids() -> dict[str, int]:
+    """Every sealed bid: its id as an audit event's object id, and its competition's id. Bids of
+    competitions still open for tenders only, so small whatever the size of the log."""
+    return {str(bid_id): competition_id for bid_id, competition_id in db.session.execute(_sealed_bids_statement())}
+
+
+def _sealed_among(events: list[AuditEvent]) -> dict[str, int]:
+    """Of these events' bids, the sealed ones (one query, none when no event is a bid's)."""
+    ids = {int(e.object_id) for e in events
+           if e.object_type == BID_OBJECT and e.object_id and e.object_id.isascii() and e.object_id.isdigit()
+           and len(e.object_id) <= 18}
+    if not ids:
+        return {}
+    return {str(bid_id): competition_id for bid_id, competition_id in db.session.execute(_sealed_bids_statement(ids))}
 
 
 @dataclass
 class LogRow:
     event: AuditEvent
     organisation_name: str | None
+    # The competition of the sealed bid the event is of (None: shown in full).
+    sealed_competition_id: int | None = None
+
+    @property
+    def sealed(self) -> bool:
+        return self.sealed_competition_id is not None
 
     @property
     def when(self) -> str:
         return exact_time(self.event.occurred_at)
 
     @property
+    def who(self) -> str:
+        return "Sealed" if self.sealed else self.event.actor_label
+
+    @property
+    def organisation(self) -> str | None:
+        return None if self.sealed else self.organisation_name
+
+    @property
+    def action(self) -> str:
+        return SEALED_ACTION if self.sealed else self.event.action
+
+    @property
+    def object_label(self) -> str:
+        if self.sealed:
+            return f"competition {self.sealed_competition_id}"
+        e = self.event
+        return e.object_type + (f" {e.object_id}" if e.object_id is not None else "")
+
+    @property
+    def ip_address(self) -> str | None:
+        return None if self.sealed else self.event.ip_address
+
+    @property
+    def data(self) -> dict:
+        return {} if self.sealed else self.event.data
+
+    @property
     def data_json(self) -> str:
         """The event's data, pretty-printed (the template escapes it)."""
-        return json.dumps(self.event.data, indent=2, sort_keys=True, ensure_ascii=False)
+        return json.dumps(self.data, indent=2, sort_keys=True, ensure_ascii=False)
 
     @property
     def has_before_after(self) -> bool:
-        data = self.event.data
+        data = self.data
         return isinstance(data, dict) and ("before" in data or "after" in data)
+
+
+def _rows(found) -> list[LogRow]:
+    """LogRows of (event, organisation name) pairs, sealed bid events marked (one query)."""
+    pairs = list(found)
+    sealed = _sealed_among([event for event, _name in pairs])
+    return [LogRow(event, name, sealed.get(event.object_id) if event.object_type == BID_OBJECT else None)
+            for event, name in pairs]
+
+
+# The audit export's columns, by position (dps.exports.tables.AUDIT_COLUMNS): what a sealed bid
+# event's row shows instead.
+_EXPORT_ACTOR, _EXPORT_ORGANISATION, _EXPORT_ACTION, _EXPORT_OBJECT_TYPE, _EXPORT_OBJECT_ID = 3, 4, 5, 6, 7
+_EXPORT_DATA, _EXPORT_IP = 8, 9
+
+
+def seal_export_rows(rows):
+    """The audit export's rows (``dps.exports.tables.audit_rows``), each sealed bid event's shown
+    as bid activity on its competition: no actor, organisation, bid, data or IP address. The
+    sealed bids are read once, before the first row; the rows stream on in constant memory. The
+    id, times and hashes stay (the chain's order and links can still be followed; the hash of a
+    sealed row can be recomputed from the full export taken after the deadline)."""
+    sealed = None
+    for row in rows:
+        if sealed is None:
+            sealed = sealed_bids()
+        competition_id = sealed.get(row[_EXPORT_OBJECT_ID]) if row[_EXPORT_OBJECT_TYPE] == BID_OBJECT else None
+        if competition_id is None:
+            yield row
+            continue
+        shown = list(row)
+        shown[_EXPORT_ACTOR] = "Sealed"
+        shown[_EXPORT_ORGANISATION] = None
+        shown[_EXPORT_ACTION] = SEALED_ACTION
+        shown[_EXPORT_OBJECT_TYPE] = "competition"
+        shown[_EXPORT_OBJECT_ID] = str(competition_id)
+        shown[_EXPORT_DATA] = json.dumps({"note": SEALED_NOTE}, ensure_ascii=False)
+        shown[_EXPORT_IP] = None
+        yield tuple(shown)
 
 
 @dataclass
@@ -194,7 +314,7 @@ def page(filters: LogFilters, *, before: int | None = None, after: int | None = 
         pivot = _pivot(filters, after)
         if pivot is not None:
             found = db.session.execute(_statement(filters, after=pivot, size=size)).all()
-            rows = [LogRow(event, name) for event, name in reversed(found[:size])]
+            rows = _rows(reversed(found[:size]))
             if not rows:
                 return LogPage(rows)
             return LogPage(rows, newer_after=rows[0].event.id if len(found) > size else None,
@@ -203,7 +323,7 @@ def page(filters: LogFilters, *, before: int | None = None, after: int | None = 
 
     pivot = _pivot(filters, before)
     found = db.session.execute(_statement(filters, before=pivot, size=size)).all()
-    rows = [LogRow(event, name) for event, name in found[:size]]
+    rows = _rows(found[:size])
     result = LogPage(rows, older_before=rows[-1].event.id if len(found) > size else None)
     if pivot is not None and rows and beyond_exists(rows[0], older=False):
         result.newer_after = rows[0].event.id
@@ -354,4 +474,4 @@ def event(event_id: int) -> LogRow | None:
         select(AuditEvent, Organisation.name)
         .outerjoin(Organisation, Organisation.id == AuditEvent.organisation_id)
         .where(AuditEvent.id == event_id)).first()
-    return LogRow(*found) if found else None
+    return _rows([tuple(found)])[0] if found else None

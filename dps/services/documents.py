@@ -2,8 +2,12 @@
 
 A document is accepted only if its size is within the configured limit and its contents really
 are the kind of file its extension says (magic bytes, and for the ZIP-based office formats the
-entry that makes them what they are). The bytes go to storage under a key the server makes; the
-row records the user's filename, the type, size and SHA-256.
+entry that makes them what they are), the ZIP-based formats are not archive bombs (total
+unpacked size, compression ratio and entry count within limits, found by really unpacking in
+bounded chunks, not by believing the sizes the archive declares) nor password-protected, a PDF
+parses as one (pypdf), and ClamAV's daemon finds no virus in it (``dps.antivirus``; with
+``DPS_CLAMD_URL`` unset, development only, nothing is scanned). The bytes go to storage under a
+key the server makes; the row records the user's filename, the type, size and SHA-256.
 
 "No half-saved document": the bytes are stored first and the row added after, so a storage
 failure leaves nothing behind. An object whose row never reaches a commit (the flush fails, or
@@ -20,16 +24,20 @@ import re
 import unicodedata
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
+import pypdf
 from flask import Response, current_app, redirect
+from pypdf.errors import PyPdfError
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import audit, clock
+from .. import antivirus, audit, clock
 from ..extensions import db
 from ..models import Bid, BidDocument, Document, User
 from ..storage import Storage, StorageError, content_disposition, get_storage
@@ -41,8 +49,49 @@ logger = logging.getLogger(__name__)
 ALL_DOCUMENTS_ROLES = frozenset({"dps_admin", "auditor"})
 
 
+# pypdf reports what it repairs through logging; a supplier's odd PDF is not the operator's problem.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
 def _is_pdf(data: bytes) -> bool:
-    return data.startswith(b"%PDF-")
+    """A PDF header on a body pypdf can read: objects, a trailer and a catalog (``/Root``). A file
+    that only starts ``%PDF-`` (an HTML page, a renamed executable) has none of them.
+
+    Like PDF viewers, a file missing only its ``startxref`` footer is repaired, by pypdf
+    rebuilding the cross-reference table from the objects themselves. A PDF that opens without
+    a password (at most an owner password restricting printing or copying) is read; one that
+    needs a password to open is refused separately, by ``_pdf_needs_password``."""
+    if not data.startswith(b"%PDF-"):
+        return False
+    reader = _pdf_reader(data)
+    if reader is None:
+        return False
+    try:
+        if reader.is_encrypted and not reader.decrypt(""):
+            return True  # a real PDF, locked: told apart by _pdf_needs_password
+        root = reader.trailer.get("/Root")
+        catalog = root.get_object() if root is not None else None
+        return isinstance(catalog, dict) and catalog.get("/Type") == "/Catalog"
+    except (PyPdfError, ValueError, TypeError, KeyError, AttributeError, RecursionError, NotImplementedError):
+        return False
+
+
+def _pdf_reader(data: bytes) -> pypdf.PdfReader | None:
+    if b"startxref" not in data[-2048:]:
+        data = data + b"\nstartxref\n0\n%%EOF\n"  # a wrong pointer makes pypdf rebuild the table
+    try:
+        return pypdf.PdfReader(io.BytesIO(data), strict=False)
+    except (PyPdfError, ValueError, TypeError, KeyError, AttributeError, RecursionError, NotImplementedError):
+        return None
+
+
+def _pdf_needs_password(data: bytes) -> bool:
+    """Locked PDFs are refused: the evaluators could not open them, nor ClamAV look inside."""
+    reader = _pdf_reader(data)
+    try:
+        return reader is not None and reader.is_encrypted and not reader.decrypt("")
+    except (PyPdfError, ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+        return True  # encrypted in a way that cannot be opened here: no one can read or scan it
 
 
 def _is_png(data: bytes) -> bool:
@@ -163,6 +212,99 @@ def max_upload_bytes() -> int:
     return current_app.config["DPS_MAX_UPLOAD_MB"] * 1024 * 1024
 
 
+ARCHIVE_EXTENSIONS = frozenset({"docx", "xlsx", "odt", "ods"})
+_UNPACK_CHUNK_BYTES = 64 * 1024
+_ODF_MANIFEST = "META-INF/manifest.xml"
+_ODF_MANIFEST_MAX_BYTES = 1024 * 1024
+
+
+def _config_int(name: str, default: int) -> int:
+    return int(current_app.config.get(name) or default)
+
+
+def _check_archive(data: bytes, field: str) -> None:
+    """Refuse a ZIP-based office file that is an archive bomb, password-protected or damaged.
+
+    The central directory gives the entry count and the declared sizes, so most bombs are
+    refused before anything is unpacked. Declared sizes can lie, so every entry is then really
+    unpacked, 64 KB at a time, counting the bytes that come out and stopping as soon as a limit
+    is passed; zipfile also checks each entry's CRC, so an entry that does not match what it
+    declares is refused as damaged."""
+    max_unpacked = _config_int("DPS_UPLOAD_MAX_UNPACKED_MB", 100) * 1024 * 1024
+    max_ratio = _config_int("DPS_UPLOAD_MAX_RATIO", 100)
+    max_entries = _config_int("DPS_UPLOAD_MAX_ENTRIES", 10000)
+    too_big = ServiceError(
+        f"The selected file unpacks to more than {max_unpacked // (1024 * 1024)} MB: "
+        "save it again without embedded files, or split it into smaller files", field)
+    too_packed = ServiceError(
+        f"The selected file is compressed more than {max_ratio} times, as archive bombs are: "
+        "save it again from the program that made it", field)
+    damaged = ServiceError("The selected file is damaged: its contents cannot be read. Save it again and upload it", field)
+    locked = ServiceError(
+        "The selected file is protected with a password: save it without a password and upload it again", field)
+    # Unpacked bytes may reach max_ratio times the file's size, and never more than max_unpacked.
+    budget = min(max_unpacked, max_ratio * len(data))
+    archive = _open_zip(data)
+    if archive is None:
+        return  # not a ZIP at all: the content check that follows says it is not a real file
+    try:
+        with archive:
+            entries = archive.infolist()
+            if len(entries) > max_entries:
+                raise ServiceError(
+                    f"The selected file holds more than {max_entries:,} parts: save it again, or split it", field)
+            if any(info.flag_bits & 0x1 for info in entries):
+                raise locked
+            declared = sum(info.file_size for info in entries)
+            if declared > max_unpacked:
+                raise too_big
+            if declared > budget:
+                raise too_packed
+            unpacked = 0
+            for info in entries:
+                manifest = b"" if info.filename == _ODF_MANIFEST else None
+                with archive.open(info) as entry:
+                    while chunk := entry.read(_UNPACK_CHUNK_BYTES):
+                        unpacked += len(chunk)
+                        if unpacked > budget:
+                            raise too_big if unpacked > max_unpacked else too_packed
+                        if manifest is not None and len(manifest) < _ODF_MANIFEST_MAX_BYTES:
+                            manifest += chunk
+                if manifest and b"encryption-data" in manifest:
+                    raise locked  # ODF's own encryption: LibreOffice's "Save with password"
+    except ServiceError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError,
+            EOFError, OSError, zlib.error):
+        raise damaged from None
+
+
+def _scan_for_viruses(uploader: User, data: bytes, filename: str, field: str, *, sealed: bool) -> None:
+    """Refuse infected files, and any file when the configured scanner cannot give an answer."""
+    url = current_app.config.get("DPS_CLAMD_URL")
+    if not url:
+        return  # development without a scanner: the DPS team's dashboard says uploads are not scanned
+    timeout = _config_int("DPS_CLAMD_TIMEOUT_SECONDS", 30)
+    try:
+        signature = antivirus.scan(data, url, timeout)
+    except antivirus.ScannerUnavailable:
+        logger.exception("Virus scan of an upload by user %s failed; the file was refused", uploader.id)
+        raise ServiceError("The file could not be checked for viruses. Try again in a few minutes.", field) from None
+    if signature is None:
+        return
+    details: dict[str, Any] = {"signature": signature, "sha256": hashlib.sha256(data).hexdigest(),
+                               "size_bytes": len(data), "field": field}
+    if not sealed:
+        details["filename"] = filename
+    audit.record("document.refused_infected", "user", uploader.id, details, actor=uploader)
+    # Committed now, as refused sealed reads are: the caller rolls back on the ServiceError below,
+    # and the attempt must stay on record. store() runs before its callers change anything else.
+    db.session.commit()
+    logger.warning("Refused an infected upload (%s) by user %s", signature, uploader.id)
+    shown = filename if not sealed else "The selected file"
+    raise ServiceError(f"{shown} contains a virus ({signature}) and was not saved", field)
+
+
 def store(uploader: User, file: FileStorage | None, *, field: str = "file", sealed: bool = False) -> Document:
     """Check an uploaded file, store its bytes and add its ``Document`` row (flushed, not committed).
 
@@ -174,6 +316,10 @@ def store(uploader: User, file: FileStorage | None, *, field: str = "file", seal
     again and nothing is added to the session. A ``DPS_STORAGE_URL`` that names no usable
     backend raises ``ConfigError``: that is for whoever runs the service, not the user. The caller commits; if it rolls back instead, or
     never commits, the stored object is deleted again.
+
+    An infected file is refused and its ``document.refused_infected`` audit event committed at
+    once (the caller will roll back): call ``store`` before changing anything else in the
+    transaction. With ``DPS_CLAMD_URL`` set, a file that cannot be scanned is refused too.
     """
     if file is None or not file.filename:
         raise ServiceError("Select a file", field)
@@ -193,9 +339,15 @@ def store(uploader: User, file: FileStorage | None, *, field: str = "file", seal
         raise ServiceError(
             f"The selected file must be smaller than {current_app.config['DPS_MAX_UPLOAD_MB']} MB", field)
     content_type, sniff = ALLOWED[extension]
+    if extension in ARCHIVE_EXTENSIONS and data.startswith(b"PK\x03\x04"):
+        _check_archive(data, field)  # before the sniff, which opens the archive too
     if not sniff(data):
         raise ServiceError(
             f"The selected file is not a real .{extension} file: its contents do not match its name", field)
+    if extension == "pdf" and _pdf_needs_password(data):
+        raise ServiceError(
+            "The selected file is protected with a password: save it without a password and upload it again", field)
+    _scan_for_viruses(uploader, data, filename, field, sealed=sealed)
 
     backend = get_storage()
     document = Document(

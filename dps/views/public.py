@@ -1,9 +1,15 @@
 """Public pages and the account pages every role shares (sign in, passwords, invitations)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import time
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
+from flask_wtf import FlaskForm
+from govuk_frontend_wtf.wtforms_widgets import GovSubmitInput, GovTextInput
 from sqlalchemy import select
+from wtforms import StringField, SubmitField
+from wtforms.validators import InputRequired, Length
 
 from .. import clock
 from ..auth import start_session
@@ -16,9 +22,9 @@ from ..forms import (
     SetPasswordForm,
     SignInForm,
 )
-from ..models import Agreement, Lot
+from ..models import Agreement, Lot, User
 from ..pagination import clean_search
-from ..services import ServiceError, accounts
+from ..services import ServiceError, accounts, two_factor
 from ..services import agreements as agreement_rules
 from .helpers import attach_error, client_ip, render_form, safe_next
 
@@ -50,6 +56,52 @@ def index():
                            any_open=any(item["stage"] == agreement_rules.OPEN for item in listed))
 
 
+class CodeForm(FlaskForm):
+    code = StringField("Code", widget=GovTextInput(),
+                       validators=[InputRequired(message="Enter the code from your authenticator app"),
+                                   Length(max=40, message="Enter the code from your authenticator app")])
+    submit = SubmitField("Continue", widget=GovSubmitInput())
+
+
+class SignInCodeForm(CodeForm):
+    code = StringField("Code from your authenticator app, or a recovery code", widget=GovTextInput(),
+                       validators=[InputRequired(message="Enter the code from your authenticator app, or a recovery code"),
+                                   Length(max=40, message="Enter a correct code from your authenticator app, or one of your recovery codes")],
+                       description="The 6-digit code your app shows for the CCIN DPS, or one of the recovery codes "
+                                   "you kept when you set it up.")
+
+
+class TurnOffForm(CodeForm):
+    code = StringField("Code from your authenticator app", widget=GovTextInput(),
+                       validators=[InputRequired(message="Enter the code from your authenticator app, or a recovery code"),
+                                   Length(max=40, message="Enter a correct code from your authenticator app, or one of your recovery codes")],
+                       description="Or one of your recovery codes.")
+    submit = SubmitField("Turn off two-factor sign-in", widget=GovSubmitInput())
+
+
+# Between a correct password and a correct code the person is not signed in: only this, in the
+# signed session cookie, for a few minutes of real time.
+PENDING_KEY = "two_factor_pending"
+PENDING_LIFETIME = 5 * 60
+# The secret being set up, encrypted, in the session until the person types a correct code.
+SETUP_KEY = "two_factor_setup"
+SETUP_LIFETIME = 30 * 60
+
+
+def _pending_user() -> User | None:
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict):
+        return None
+    if int(time.time()) - int(pending.get("at", 0)) > PENDING_LIFETIME:
+        session.pop(PENDING_KEY, None)
+        return None
+    user = db.session.get(User, pending.get("user_id"))
+    if user is None or not user.active or user.session_version != pending.get("version"):
+        session.pop(PENDING_KEY, None)
+        return None
+    return user
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     if current_user.is_authenticated:
@@ -59,6 +111,11 @@ def sign_in():
     if form.validate_on_submit():
         try:
             user = accounts.sign_in(form.email.data, form.password.data, client_ip())
+        except accounts.SecondFactorNeeded as exc:
+            db.session.commit()
+            session[PENDING_KEY] = {"user_id": exc.user.id, "version": exc.user.session_version,
+                                    "at": int(time.time()), "next": safe_next(request.args.get("next"))}
+            return redirect(url_for("public.sign_in_code"))
         except accounts.UnconfirmedEmail as exc:
             db.session.commit()
             form.form_errors.append(exc.message)
@@ -72,6 +129,34 @@ def sign_in():
             return redirect(safe_next(request.args.get("next")) or home_for(user))
     return render_form("public/sign_in.html", form, unconfirmed=unconfirmed,
                        resend_form=ResendConfirmationForm(formdata=None, email=form.email.data))
+
+
+@bp.route("/sign-in/code", methods=["GET", "POST"])
+def sign_in_code():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    user = _pending_user()
+    if user is None:
+        flash("Sign in again: the time to enter your code ran out.", "info")
+        return redirect(url_for("public.sign_in"))
+    form = SignInCodeForm()
+    if form.validate_on_submit():
+        try:
+            kind = two_factor.complete_sign_in(user, form.code.data, client_ip())
+        except accounts.SignInError as exc:
+            db.session.commit()  # the failed attempt counts towards the limit
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            pending = session.pop(PENDING_KEY)
+            start_session(user)
+            if kind == "recovery_code":
+                left = two_factor.unused_recovery_codes(user)
+                flash(f"You used a recovery code: it will not work again. You have {left} left."
+                      + (" If you have lost your device, turn two-factor sign-in off and set it up again, or ask the DPS team to reset it." if left < 4 else ""),
+                      "info")
+            return redirect(pending.get("next") or home_for(user))
+    return render_form("public/sign_in_code.html", form)
 
 
 @bp.route("/sign-out", methods=["POST"])
@@ -174,7 +259,93 @@ def account():
             start_session(current_user._get_current_object())
             flash("Your password has been changed. You have been signed out on your other devices.", "success")
             return redirect(url_for("public.account"))
-    return render_form("public/account.html", form)
+    return render_form("public/account.html", form, two_factor_required=two_factor.required_for(current_user))
+
+
+def _setup_secret() -> str | None:
+    setup = session.get(SETUP_KEY)
+    if not isinstance(setup, dict) or setup.get("user_id") != current_user.id:
+        return None
+    if int(time.time()) - int(setup.get("at", 0)) > SETUP_LIFETIME:
+        session.pop(SETUP_KEY, None)
+        return None
+    return two_factor.decrypt_secret(setup.get("secret", ""))
+
+
+def _two_factor_page(form=None, turn_off_form=None):
+    user = current_user._get_current_object()
+    secret = None if user.two_factor_enabled else _setup_secret()
+    context = {"required": two_factor.required_for(user), "must_enrol": two_factor.must_enrol(user),
+               "secret": secret, "start_form": ConfirmForm(), "code_form": form or CodeForm(formdata=None),
+               "turn_off_form": turn_off_form or TurnOffForm(formdata=None),
+               # The form whose errors the summary at the top of the page lists.
+               "form": form or turn_off_form}
+    if secret is not None:
+        context["qr_code"] = two_factor.qr_code_svg(two_factor.provisioning_uri(user, secret))
+        context["key"] = two_factor.grouped(secret)
+    if user.two_factor_enabled:
+        context["recovery_codes_left"] = two_factor.unused_recovery_codes(user)
+    errors = (form is not None and form.errors) or (turn_off_form is not None and turn_off_form.errors)
+    return render_template("public/two_factor.html", **context), 400 if errors else 200
+
+
+@bp.route("/account/two-factor")
+@login_required
+def two_factor_page():
+    return _two_factor_page()
+
+
+@bp.route("/account/two-factor/start", methods=["POST"])
+@login_required
+def two_factor_start():
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if current_user.two_factor_enabled:
+        return redirect(url_for("public.two_factor_page"))
+    # A new secret each time set-up starts: an old one never becomes valid later.
+    session[SETUP_KEY] = {"user_id": current_user.id, "at": int(time.time()),
+                          "secret": two_factor.encrypt_secret(two_factor.new_secret())}
+    return redirect(url_for("public.two_factor_page"))
+
+
+@bp.route("/account/two-factor/confirm", methods=["POST"])
+@login_required
+def two_factor_confirm():
+    form = CodeForm()
+    secret = _setup_secret()
+    if secret is None or current_user.two_factor_enabled:
+        flash("Start setting up two-factor sign-in again.", "info")
+        return redirect(url_for("public.two_factor_page"))
+    if form.validate_on_submit():
+        try:
+            codes = two_factor.complete_enrolment(current_user._get_current_object(), secret, form.code.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            session.pop(SETUP_KEY, None)
+            # Shown on this response only: never stored in clear, never shown again.
+            return render_template("public/two_factor_recovery_codes.html", codes=codes)
+    return _two_factor_page(form=form)
+
+
+@bp.route("/account/two-factor/turn-off", methods=["POST"])
+@login_required
+def two_factor_turn_off():
+    form = TurnOffForm()
+    if form.validate_on_submit():
+        try:
+            two_factor.turn_off(current_user._get_current_object(), form.code.data, client_ip())
+        except ServiceError as exc:
+            db.session.commit()  # a wrong code counts towards the sign-in limits
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            flash("Two-factor sign-in is turned off. Your recovery codes no longer work.", "success")
+            return redirect(url_for("public.account"))
+    return _two_factor_page(turn_off_form=form)
 
 
 # Public pages about the agreements: no sign-in, as anyone may read what each is and who is on it.

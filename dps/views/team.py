@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import String, func, or_, select
 from sqlalchemy.orm import contains_eager
@@ -37,7 +37,8 @@ def team_only(view):
 @bp.route("/")
 def dashboard():
     counts = dict(db.session.execute(select(User.role, func.count()).group_by(User.role)).all())
-    return render_template("team/dashboard.html", counts=counts, role_labels=ROLE_LABELS)
+    return render_template("team/dashboard.html", counts=counts, role_labels=ROLE_LABELS,
+                           uploads_scanned=bool(current_app.config.get("DPS_CLAMD_URL")))
 
 
 @bp.route("/accounts")
@@ -120,6 +121,28 @@ def deactivate(user_id: int):
 @team_only
 def reactivate(user_id: int):
     return _set_active(user_id, True)
+
+
+@bp.route("/accounts/<int:user_id>/reset-two-factor", methods=["GET", "POST"])
+@team_only
+def reset_two_factor(user_id: int):
+    """A confirmation page (GET changes nothing), then the reset (POST)."""
+    from ..services import two_factor
+
+    user = one_or_404(select(User).where(User.id == user_id))  # the team may act on every account
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            two_factor.reset(current_user._get_current_object(), user)
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash(f"{user.name}'s two-factor sign-in has been reset and they have been signed out everywhere. "
+                  "They can set it up again when they next sign in.", "success")
+        return redirect(url_for("team.users"))
+    return render_form("team/reset_two_factor.html", form, user=user)
 
 
 @bp.route("/clock", methods=["GET", "POST"], endpoint="clock")

@@ -35,8 +35,6 @@ from .helpers import attach_error, render_form
 from .team import bp, team_only
 from .team_budget import PoundsField
 
-# Ids in addresses are bounded by the database's integer column: a larger one is simply not found.
-ID = "int(max=2147483647)"
 
 
 # Forms --------------------------------------------------------------------------------------------
@@ -175,7 +173,7 @@ def new_agreement():
     return render_form("team/agreement_form.html", form, agreement=None)
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>")
+@bp.route("/agreements/<int:agreement_id>")
 def agreement(agreement_id: int):
     item = _agreement(agreement_id)
     now = clock.now()
@@ -188,7 +186,7 @@ def agreement(agreement_id: int):
         action_form=ConfirmForm())
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/edit", methods=["GET", "POST"])
+@bp.route("/agreements/<int:agreement_id>/edit", methods=["GET", "POST"])
 @team_only
 def edit_agreement(agreement_id: int):
     item = _agreement(agreement_id)
@@ -227,14 +225,14 @@ def _agreement_action(agreement_id: int, action, done: str):
     return _act(item, action, item, done.format(title=item.title))
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/publish", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/publish", methods=["POST"])
 @team_only
 def publish_agreement(agreement_id: int):
     return _agreement_action(agreement_id, rules.publish_agreement,
                              "{title} is published: it is on the public pages, and open to suppliers in its period.")
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/unpublish", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/unpublish", methods=["POST"])
 @team_only
 def unpublish_agreement(agreement_id: int):
     return _agreement_action(agreement_id, rules.unpublish_agreement, "{title} is a draft again.")
@@ -242,7 +240,7 @@ def unpublish_agreement(agreement_id: int):
 
 # Lots ------------------------------------------------------------------------------------------
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/lots/new", methods=["GET", "POST"])
+@bp.route("/agreements/<int:agreement_id>/lots/new", methods=["GET", "POST"])
 @team_only
 def new_lot(agreement_id: int):
     item = _agreement(agreement_id)
@@ -261,7 +259,7 @@ def new_lot(agreement_id: int):
     return render_form("team/lot_form.html", form, agreement=item, lot=None, locked=False)
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/lots/<{ID}:lot_id>/edit", methods=["GET", "POST"])
+@bp.route("/agreements/<int:agreement_id>/lots/<int:lot_id>/edit", methods=["GET", "POST"])
 @team_only
 def edit_lot(agreement_id: int, lot_id: int):
     item = _agreement(agreement_id)
@@ -293,20 +291,20 @@ def _lot_action(agreement_id: int, lot_id: int, action, done: str):
     return _act(item, action, lot, done.format(label=lot.label), anchor="lots")
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/lots/<{ID}:lot_id>/close", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/lots/<int:lot_id>/close", methods=["POST"])
 @team_only
 def close_lot(agreement_id: int, lot_id: int):
     return _lot_action(agreement_id, lot_id, rules.close_lot,
                        "{label} is closed to new applications. Suppliers on it stay, and are still invited.")
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/lots/<{ID}:lot_id>/reopen", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/lots/<int:lot_id>/reopen", methods=["POST"])
 @team_only
 def reopen_lot(agreement_id: int, lot_id: int):
     return _lot_action(agreement_id, lot_id, rules.reopen_lot, "{label} is open to applications again.")
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/lots/<{ID}:lot_id>/delete", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/lots/<int:lot_id>/delete", methods=["POST"])
 @team_only
 def delete_lot(agreement_id: int, lot_id: int):
     return _lot_action(agreement_id, lot_id, rules.delete_lot, "{label} has been deleted.")

@@ -21,6 +21,7 @@ from ..forms import LondonDateField, single_line
 from ..models.organisations import KIND_LABELS
 from ..pagination import MAX_SEARCH_LENGTH, clean_search
 from ..services import audit_log as log_service
+from ..services import sealed
 from .team import bp
 
 FILTER_FIELDS = ("date_from", "date_to", "organisation", "organisation_id", "object_type", "object_id", "action")
@@ -152,9 +153,15 @@ def audit_organisations():
     return jsonify(names=log_service.suggest_organisations(clean_search(request.args.get("q"))))
 
 
-@bp.route("/audit/<int:event_id>")
+@bp.route("/audit/<bigint:event_id>")
 def audit_event(event_id: int):
     row = log_service.event(event_id)
     if row is None:
         abort(404)
-    return render_template("team/audit_event.html", row=row)
+    refusals = None
+    if row.event.action == "bid_content.refused" and isinstance(row.event.data, dict):
+        refusals = sealed.refusal_count(row.event.data.get("refusal_count_id"))
+    return render_template(
+        "team/audit_event.html", row=row, refusals=refusals,
+        refusal_first=log_service.exact_time(refusals.first_at) if refusals else None,
+        refusal_last=log_service.exact_time(refusals.last_at) if refusals else None)

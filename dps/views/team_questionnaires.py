@@ -31,8 +31,6 @@ from .team import bp, team_only
 # Forms --------------------------------------------------------------------------------------------
 
 LIMIT_KB = questionnaire.MAX_SOURCE_BYTES // 1024
-# Ids in addresses are bounded by the database's integer column: a larger one is simply not found.
-ID = "int(max=2147483647)"
 
 
 class UploadForm(FlaskForm):
@@ -143,12 +141,12 @@ def _render_list(agreement: Agreement, form: UploadForm | None = None, problems:
     ), 400 if form else 200
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires")
+@bp.route("/agreements/<int:agreement_id>/questionnaires")
 def questionnaires(agreement_id: int):
     return _render_list(_agreement(agreement_id))
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/questionnaires", methods=["POST"])
 @team_only
 def upload_questionnaire(agreement_id: int):
     agreement = _agreement(agreement_id)
@@ -201,13 +199,13 @@ def _render_version(agreement: Agreement, row: QuestionnaireVersion, form: Flask
     ), 400 if form else 200
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires/<{ID}:version_id>")
+@bp.route("/agreements/<int:agreement_id>/questionnaires/<int:version_id>")
 def questionnaire_version(agreement_id: int, version_id: int):
     agreement = _agreement(agreement_id)
     return _render_version(agreement, _version(agreement, version_id))
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires/<{ID}:version_id>/source")
+@bp.route("/agreements/<int:agreement_id>/questionnaires/<int:version_id>/source")
 def questionnaire_source(agreement_id: int, version_id: int):
     """The YAML exactly as uploaded: to check it, or to start the next version from it."""
     agreement = _agreement(agreement_id)
@@ -216,7 +214,7 @@ def questionnaire_source(agreement_id: int, version_id: int):
                     headers={"Content-Disposition": f'attachment; filename="{row.version}.yaml"'})
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires/<{ID}:version_id>/publish", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/questionnaires/<int:version_id>/publish", methods=["POST"])
 @team_only
 def publish_questionnaire(agreement_id: int, version_id: int):
     agreement = _agreement(agreement_id)
@@ -241,7 +239,7 @@ def publish_questionnaire(agreement_id: int, version_id: int):
     return _render_version(agreement, _version(agreement, version_id), form, publish_form=form)
 
 
-@bp.route(f"/agreements/<{ID}:agreement_id>/questionnaires/<{ID}:version_id>/delete", methods=["POST"])
+@bp.route("/agreements/<int:agreement_id>/questionnaires/<int:version_id>/delete", methods=["POST"])
 @team_only
 def delete_questionnaire(agreement_id: int, version_id: int):
     agreement = _agreement(agreement_id)
