@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from . import audit, clock, jobs, mail
 from .extensions import db
+from .filters import plural
 from .models import Organisation, OutboxMessage, User
 from .models.users import ROLES
 from .services import ServiceError, accounts, installation
@@ -143,9 +144,11 @@ def demo_load(password: str | None, if_empty: bool) -> None:
     from .demo import DemoError, database_is_empty, load_demo
 
     _require_current_schema()
+    sign_in = f"{current_app.config['DPS_BASE_URL'].rstrip('/')}/sign-in"
     if not database_is_empty():
         if if_empty:
-            click.echo("The database already has data: demo data not loaded.")
+            click.echo("Demo data: not loaded, the database already has data (`make reset-demo` starts again).")
+            click.echo(f"Sign in at {sign_in}")
             return
         raise click.ClickException("The database already has data. Demo data goes only into an empty database.")
     if password is None:
@@ -158,7 +161,7 @@ def demo_load(password: str | None, if_empty: bool) -> None:
         db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
-    click.echo("Demo data loaded. Sign in at http://127.0.0.1:5000/sign-in with:")
+    click.echo(f"Demo data loaded. Sign in at {sign_in} with:")
     for entry in sign_ins:
         click.echo(f"  {entry['email']:<45} {entry['role']:<10} {entry['organisation']}")
     click.echo(f"Password for every demo sign-in: {password}")
@@ -241,9 +244,43 @@ def outbox_list(pending: bool) -> None:
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(50)
     if pending:
         stmt = stmt.where(OutboxMessage.sent_at.is_(None))
-    for message in db.session.scalars(stmt):
+    messages = db.session.scalars(stmt).all()
+    for message in messages:
         state = f"sent {clock.fmt(message.sent_at)}" if message.sent_at else "waiting"
         click.echo(f"#{message.id} {clock.fmt(message.created_at)} to {message.to_address}: {message.subject} [{state}]")
+    if messages:
+        click.echo("To see one in full, with its links: flask --app dps outbox show ID (e.g. "
+                   f"flask --app dps outbox show {messages[0].id})")
+    else:
+        click.echo("No emails are waiting." if pending else "The outbox is empty.")
+
+
+@outbox_cli.command("show")
+@click.argument("message_id", metavar="ID", type=int)
+def outbox_show(message_id: int) -> None:
+    """Print one email in full: to, subject, when, whether sent, and its body with the links."""
+    _require_current_schema()
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None:
+        raise click.ClickException(f"No email in the outbox has the id {message_id} "
+                                   "(`flask --app dps outbox list` shows the ids)")
+    click.echo(f"Email #{message.id}")
+    click.echo(f"To:      {message.to_address}")
+    click.echo(f"Subject: {message.subject}")
+    click.echo(f"Created: {clock.fmt(message.created_at)}")
+    if message.sent_at:
+        click.echo(f"Sent:    {clock.fmt(message.sent_at)} (one-time links are removed once sent)")
+    elif message.attempts >= mail.MAX_ATTEMPTS:
+        click.echo(f"Sent:    no, given up after {message.attempts} tries")
+    elif message.attempts:
+        click.echo(f"Sent:    not yet, {message.attempts} tr{'y' if message.attempts == 1 else 'ies'} so far")
+    else:
+        click.echo("Sent:    not yet" + ("" if current_app.config.get("DPS_SMTP_URL")
+                                        else " (DPS_SMTP_URL is not set: it stays in the outbox)"))
+    if message.last_error and not message.sent_at:
+        click.echo(f"Error:   {message.last_error}")
+    click.echo("")
+    click.echo(message.body.rstrip("\n"))
 
 
 @outbox_cli.command("send")
@@ -300,7 +337,7 @@ def applications_notify_overdue() -> None:
     _require_current_schema()
     count = notify_overdue()
     db.session.commit()
-    click.echo(f"{count} overdue application decision(s)" + (": the DPS team has been emailed." if count else "."))
+    click.echo(plural(count, "overdue application decision") + (": the DPS team has been emailed." if count else "."))
 
 
 # The issue's names for the exports, and the registry's name behind each. "transparency" is two

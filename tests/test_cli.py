@@ -202,10 +202,19 @@ def test_outbox_list_lists_queued_messages(app):
     result = run(app, "outbox", "list")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 2, result.output
+    assert len(lines) == 3, result.output
     assert "to second@example.org: Second subject [waiting]" in lines[0], "newest first"
     assert "to first@example.org: First subject [waiting]" in lines[1]
     assert "3 June 2024 at 9:00am" in lines[0]
+    second_id = re.match(r"#(\d+) ", lines[0]).group(1)
+    assert lines[2] == ("To see one in full, with its links: flask --app dps outbox show ID "
+                        f"(e.g. flask --app dps outbox show {second_id})")
+
+
+def test_outbox_list_of_an_empty_outbox_says_so(app):
+    result = run(app, "outbox", "list")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "The outbox is empty."
 
 
 def test_outbox_list_pending_leaves_out_sent_messages(app):
@@ -220,6 +229,81 @@ def test_outbox_list_pending_leaves_out_sent_messages(app):
     pending = run(app, "outbox", "list", "--pending").output
     assert "Still waiting [waiting]" in pending
     assert "sent@example.org" not in pending
+
+
+def test_outbox_show_prints_the_whole_email_with_its_link(app, factory):
+    # A real email, as a person asking for a new password gets it, on a site served at port 5150.
+    app.config["DPS_BASE_URL"] = "http://127.0.0.1:5150"
+    factory.user("buyer", email="pat.buyer@example.org")
+    browser = app.test_client()
+    assert browser.submit("/forgotten-password", {"email": "pat.buyer@example.org"}).status_code == 200
+    with app.app_context():
+        message = db.session.scalars(select(OutboxMessage)).one()
+        message_id, subject, body = message.id, message.subject, message.body
+
+    result = run(app, "outbox", "show", str(message_id))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:5] == [
+        f"Email #{message_id}",
+        "To:      pat.buyer@example.org",
+        f"Subject: {subject}",
+        "Created: 3 June 2024 at 9:00am",
+        "Sent:    not yet (DPS_SMTP_URL is not set: it stays in the outbox)",
+    ]
+    assert "Error:" not in result.output
+    assert body.rstrip("\n") in result.output, "the whole body"
+    link = re.search(r"http://127\.0\.0\.1:5150(/reset-password/\S+)", result.output)
+    assert link, "the emailed link uses DPS_BASE_URL: " + result.output
+    assert "http://dps.test" not in result.output
+    assert browser.get(link.group(1)).status_code == 200, "the link shown opens the page"
+
+
+def test_outbox_show_a_sent_email_and_one_that_failed(app):
+    with app.app_context():
+        sent = mail.queue("sent@example.org", "Sent one", "Hello\nSee http://dps.test/sign-in\n")
+        sent.sent_at = clock.now()
+        sent.attempts = 1
+        failed = mail.queue("nobody@example.org", "Refused one", "Body\n")
+        failed.attempts = 2
+        failed.last_error = "(550, b'No such mailbox')"
+        given_up = mail.queue("gone@example.org", "Given up", "Body\n")
+        given_up.attempts = mail.MAX_ATTEMPTS
+        given_up.last_error = "could not connect: timed out"
+        db.session.commit()
+        ids = sent.id, failed.id, given_up.id
+
+    shown = run(app, "outbox", "show", str(ids[0]))
+    assert shown.exit_code == 0, shown.output
+    assert "Sent:    3 June 2024 at 9:00am (one-time links are removed once sent)" in shown.output
+    assert shown.output.endswith("\n\nHello\nSee http://dps.test/sign-in\n")
+
+    shown = run(app, "outbox", "show", str(ids[1]))
+    assert "Sent:    not yet, 2 tries so far\nError:   (550, b'No such mailbox')\n" in shown.output
+
+    shown = run(app, "outbox", "show", str(ids[2]))
+    assert f"Sent:    no, given up after {mail.MAX_ATTEMPTS} tries\nError:   could not connect: timed out\n" in shown.output
+
+
+def test_outbox_show_an_unknown_id_says_so_and_fails(app):
+    result = run(app, "outbox", "show", "999")
+    assert result.exit_code == 1
+    assert "No email in the outbox has the id 999 (`flask --app dps outbox list` shows the ids)" in result.output
+
+
+# demo load ------------------------------------------------------------------------------------
+
+def test_demo_load_prints_where_to_sign_in_at_the_configured_base_url(app):
+    app.config["DPS_BASE_URL"] = "http://127.0.0.1:5150"
+    result = run(app, "demo", "load", "--password", TEST_PASSWORD)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Demo data loaded. Sign in at http://127.0.0.1:5150/sign-in with:\n")
+    assert ":5000" not in result.output
+
+    again = run(app, "demo", "load", "--if-empty")
+    assert again.exit_code == 0, again.output
+    assert again.output == ("Demo data: not loaded, the database already has data (`make reset-demo` starts again).\n"
+                            "Sign in at http://127.0.0.1:5150/sign-in\n")
 
 
 # flask routes ---------------------------------------------------------------------------------
