@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from .extensions import db
+from .filters import plural
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ class HueyQueue(Queue):
                 signal.signal(signum, stop_gracefully)
         for thread in threads:
             thread.start()
-        log.info("Job worker (huey, %s) running %s thread(s) on %s", self.path, concurrency, ", ".join(queues))
+        log.info("Job worker (huey, %s) running %s on %s", self.path, plural(concurrency, "thread"), ", ".join(queues))
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)  # wakes for signals; each thread ends after its current job

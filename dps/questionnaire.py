@@ -16,6 +16,8 @@ from importlib import resources
 
 import yaml
 
+from .filters import plural
+
 QUESTION_TYPES = ("yes_no", "text", "textarea", "money", "date", "file", "per_lot_textarea")
 RULE_KINDS = ("mandatory_exclusion", "discretionary_exclusion", "required_yes", "minimum", "lot_minimum",
               "future_date", "document_provided", "judgement", "info")
@@ -705,5 +707,5 @@ def _assess_one(q: Question, value, answers: dict, today: date) -> Result:
             return Result(q, PASS, f"Expires {when.day} {when:%B %Y}")
         return Result(q, FAIL, f"Expired on {when.day} {when:%B %Y}")
     if rule.kind == "document_provided":
-        return Result(q, PASS, f"{len(value)} document(s)") if value else Result(q, FAIL, "No document")
+        return Result(q, PASS, plural(len(value), "document")) if value else Result(q, FAIL, "No document")
     raise QuestionnaireError(f"No assessment for rule {rule.kind!r}")

@@ -66,3 +66,31 @@ def test_a_sealed_refusal_nobody_caught_is_a_plain_not_found(app, client):
     response = client.get("/leaky")
     assert response.status_code == 404
     assert "Page not found" in response.get_data(as_text=True) and "bid price" not in response.get_data(as_text=True)
+
+
+def test_an_error_summary_link_to_a_date_moves_focus_to_its_day_box(signed_in):
+    """Issue 16 item 4: a link to a fieldset only scrolls; a link to the Day box moves focus there."""
+    import re
+
+    team, _ = signed_in("dps_admin")
+    blank = {"name": "Barnsley Council", "membership": "full", "kind": "council", "nation": "England",
+             "identifier_scheme": "", "identifier_id": "", "left_on": ["", "", ""]}
+    response = team.submit("/team/members/new", {**blank, "joined_on": ["31", "2", "2019"]})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    summary = re.search(r'<div class="govuk-error-summary".*?</ul>', page, re.S).group(0)
+    links = re.findall(r'<a href="#([^"]+)">([^<]+)</a>', summary)
+    assert links == [("joined_on-day", "Enter a real date, like 27 6 2024")]
+    # The link's target is the Day input itself, on the page.
+    assert re.search(r'<input[^>]+id="joined_on-day"[^>]+name="joined_on"', page)
+
+
+def test_an_error_summary_link_to_another_field_still_links_to_the_field(signed_in):
+    import re
+
+    team, _ = signed_in("dps_admin")
+    response = team.submit("/team/members/new", {"name": "", "membership": "", "kind": "", "nation": "",
+                                                  "identifier_scheme": "", "identifier_id": "",
+                                                  "joined_on": ["", "", ""], "left_on": ["", "", ""]})
+    summary = re.search(r'<div class="govuk-error-summary".*?</ul>', response.get_data(as_text=True), re.S).group(0)
+    assert 'href="#name"' in summary and "-day" not in summary

@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from .. import audit, clock, mail, questionnaire, workingdays
 from ..extensions import db
+from ..filters import plural
 from ..models import Admission, Agreement, Answer, Application, ApplicationLot, Document, Lot, Organisation, User
 from . import ServiceError
 from . import notify
@@ -369,7 +370,7 @@ def notify_overdue() -> int:
         lines = "\n".join(f"- {a.organisation.name}: due {a.decision_due_on.day} {a.decision_due_on:%B %Y} "
                           f"{notify.link(f'/team/applications/{a.id}')}" for a in overdue)
         for email in notify.team_emails():
-            mail.queue(email, f"{len(overdue)} application decision(s) overdue",
+            mail.queue(email, f"{plural(len(overdue), 'application decision')} overdue",
                        f"These applications are past their decision date (PCR 2015 reg 34: 10 working days, "
                        f"15 where justified):\n\n{lines}\n")
         audit.record("applications.overdue_notified", "application", None,
