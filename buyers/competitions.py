@@ -56,7 +56,7 @@ from dps.models import (
 )
 from dps.models.competitions import STAGE_LABELS
 from dps.pagination import clean_search
-from dps.services import ServiceError, clarifications, competitions, documents, evaluation
+from dps.services import ServiceError, budget, clarifications, competitions, documents, evaluation
 from dps.views.helpers import attach_error, render_form
 
 from .views import bp
@@ -170,6 +170,31 @@ def _picked(message: str):
     return check
 
 
+def _financial_year_of(day: date) -> str:
+    """The label of the financial year (1 April to 31 March) containing ``day``: "2024/25"."""
+    return budget.year_label(day.year if day.month >= 4 else day.year - 1)
+
+
+def _payable_now(form: FlaskForm, field) -> None:
+    """The chosen allocation can pay for the competition now: of the financial year containing
+    today, with something left. (Another organisation's allocation is the service's refusal.)"""
+    allocation = competitions.own_allocation(current_user, field.data)
+    if allocation is None:
+        return
+    today = clock.today_london()
+    year = allocation.line.year
+    current = _financial_year_of(today)
+    if year.ends_on < today:
+        raise StopValidation(f"{allocation.project_title} belongs to {year.label}, which has ended: "
+                             f"choose an allocation of {current}")
+    if year.starts_on > today:
+        raise StopValidation(f"{allocation.project_title} belongs to {year.label}, which has not started: "
+                             f"choose an allocation of {current}")
+    if allocation.remaining_pence <= 0:
+        raise StopValidation(f"Nothing is left of {allocation.project_title}: all "
+                             f"{money(allocation.amount_pence)} is committed to call-offs. Choose another allocation")
+
+
 def _int_or_none(value) -> int | None:
     try:
         return int(value)
@@ -219,8 +244,9 @@ class CompetitionForm(FlaskForm):
     # checked against the list here.
     allocation = SelectField("Budget allocation", widget=GovSelect(), coerce=_int_or_none, validate_choice=False,
                              validators=[InputRequired(message="Select the budget allocation to charge"),
-                                         _picked("Select the budget allocation to charge")],
-                             description="The call-off will be charged to this allocation when you award it")
+                                         _picked("Select the budget allocation to charge"), _payable_now],
+                             description="The call-off will be charged to this allocation when you award it. "
+                                         "Only your allocations of this financial year with money left are shown")
     clarification_deadline = LondonDateField("Deadline for questions", widget=GovDateInput(), format="%d %m %Y",
                                              validators=[InputRequired(message="Enter the deadline for questions")])
     clarification_deadline_time = StringField(
@@ -348,6 +374,13 @@ def _allocation_label(allocation) -> str:
             f"({money(allocation.remaining_pence)} remaining)")
 
 
+def _offer_label(allocation) -> str:
+    """An allocation as the select offers it, with what is left to commit:
+    "Community wealth building lab, Policy Labs 2024/25: £12,500.00 left"."""
+    line = allocation.line
+    return f"{allocation.project_title}, {line.programme} {line.year.label}: {money(allocation.remaining_pence)} left"
+
+
 def _pounds(pence: int) -> str:
     """Pence as the buyer would type pounds: 15000000 -> '150,000'; 1234550 -> '12,345.50'."""
     return f"{pence / 100:,.2f}".removesuffix(".00")
@@ -423,8 +456,14 @@ def _competition_form(user: User, competition: Competition | None = None) -> Com
         # says why it cannot stay on it rather than that no lot was chosen.
         lot = competition.lot
         form.lot.choices.append(SelectChoice(lot.id, f"{lot.agreement.reference}: {lot.label} (not open)"))
+    payable = competitions.payable_allocations(user, clock.today_london())
     form.allocation.choices = [SelectChoice("", "Choose an allocation")] + [
-        SelectChoice(a.id, _allocation_label(a)) for a in competitions.allocations_for(user)]
+        SelectChoice(a.id, _offer_label(a)) for a in payable]
+    if competition is not None and competition.allocation_id not in {a.id for a in payable}:
+        # The draft's allocation, though it can no longer pay (its year has ended, or it is spent):
+        # shown as chosen, so that saving says why by the field rather than that none was chosen.
+        form.allocation.choices.append(SelectChoice(
+            competition.allocation_id, _offer_label(competition.allocation) + " (cannot be charged now)"))
     candidates = competitions.panel_candidates(user)
     form.panel.choices = [SelectChoice(person.id, person.name + (" (you)" if person.id == user.id else ""))
                           for person in candidates]

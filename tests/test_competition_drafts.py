@@ -316,7 +316,9 @@ def test_each_check_of_creation_refuses_an_edit_by_its_field_keeping_what_was_ty
     refused = browser.submit(f"/buyer/competitions/{draft}/edit", fields)
     assert refused.status_code == 400
     body = text(refused)
-    assert message in body and f'href="#{field}"' in body
+    # A date's error links to its Day box.
+    target = f"{field}-day" if field in ("clarification_deadline", "tender_deadline") else field
+    assert message in body and f'href="#{target}"' in body
     assert "A changed description that must not be saved." in body
     assert "Save changes" in body  # still the edit page, to put it right
     assert saved(app, draft) == before
@@ -351,6 +353,11 @@ def test_a_draft_on_an_agreement_that_has_closed_says_so_by_its_lot(app, buyer, 
     fields = edit_page(browser, draft)
     assert fields["lot"] == str(before["columns"]["lot_id"])
     assert "CCIN-DPS-2020: Lot 1: Research and policy (not open)" in text(browser.get(f"/buyer/competitions/{draft}/edit"))
+    # Its allocation's year, 2024/25, has ended too: the field says so first.
+    ended = browser.submit(f"/buyer/competitions/{draft}/edit", fields)
+    assert ended.status_code == 400 and 'href="#allocation"' in text(ended)
+    assert "belongs to 2024/25, which has ended: choose an allocation of 2025/26" in text(ended)
+    fields["allocation"] = str(allocation(app, user["organisation_id"], project="Food plan", start_year=2025))
     refused = browser.submit(f"/buyer/competitions/{draft}/edit", fields)
     assert refused.status_code == 400 and 'href="#lot"' in text(refused)
     assert ("CCIN Dynamic Purchasing System closed on 31 March 2025: changing a mini-competition is no longer "

@@ -71,14 +71,17 @@ def admit(app, factory, agreement_id: int, lot_id: int, name: str, email: str, s
 
 
 def allocation(app, organisation_id: int, project: str = "Community wealth building review",
-               programme: str = "Policy Labs", amount_pence: int = 20_000_00) -> int:
-    """An allocation of the 2024/25 budget (year and line made on first use)."""
+               programme: str = "Policy Labs", amount_pence: int = 20_000_00, start_year: int = 2024) -> int:
+    """An allocation of the budget of the financial year starting in April ``start_year`` (2024/25
+    unless told; year and line made on first use)."""
+    label = f"{start_year}/{(start_year + 1) % 100:02d}"
     with app.app_context():
-        year = db.session.scalar(select(BudgetYear).where(BudgetYear.label == "2024/25"))
+        year = db.session.scalar(select(BudgetYear).where(BudgetYear.label == label))
         if year is None:
-            year = BudgetYear(label="2024/25", starts_on=date(2024, 4, 1), ends_on=date(2025, 3, 31))
+            year = BudgetYear(label=label, starts_on=date(start_year, 4, 1), ends_on=date(start_year + 1, 3, 31))
             db.session.add(year)
-        line = db.session.scalar(select(BudgetLine).where(BudgetLine.programme == programme))
+        line = db.session.scalar(select(BudgetLine).where(BudgetLine.programme == programme,
+                                                          BudgetLine.year_id == year.id))
         if line is None:
             line = BudgetLine(year=year, programme=programme, total_pence=200_000_00,
                               cap_per_call_off_pence=20_000_00, allocated_pence=0)
@@ -219,8 +222,8 @@ def test_suppliers_and_the_dps_team_cannot_reach_the_buyer_pages(signed_in, dps)
 def test_creating_a_competition_checks_the_criteria_by_their_field_and_keeps_what_was_typed(app, buyer, dps):
     browser, user = buyer
     page = text(browser.get("/buyer/competitions/new"))
-    # The allocation is offered with its year, programme, project and what remains.
-    assert "2024/25, Policy Labs: Community wealth building review (£20,000.00 remaining)" in page
+    # The allocation is offered with its project, programme, year and what is left.
+    assert "Community wealth building review, Policy Labs 2024/25: £20,000.00 left" in page
     assert "£214,904.00" in page  # the services threshold, in the standstill hint
     assert "13 June 2024 at 9:00am" in page  # the earliest tender deadline if published now
     # The creator is on the panel unless they untick themselves.
@@ -279,7 +282,7 @@ def test_the_tender_deadline_must_be_at_least_10_days_after_publication(app, buy
     body = text(short)
     assert ("The tender deadline must be at least 10 days after the invitation is sent (PCR 2015 reg 34): "
             "if published now, no earlier than 13 June 2024 at 9:00am") in body
-    assert 'href="#tender_deadline"' in body
+    assert 'href="#tender_deadline-day"' in body  # a date's error links to its Day box
     competition_id = create(browser, form_data(dps["lot1"], user["allocation"], tender_deadline=["13", "6", "2024"],
                                                tender_deadline_time="9:00am", panel=[str(user["id"])]))
     with app.app_context():

@@ -75,15 +75,28 @@ def why_cannot_buy(user: User) -> str | None:
     return buyer_ineligibility(user.organisation)
 
 
-def allocations_for(user: User) -> list[Allocation]:
-    """Budget a buyer may charge a call-off to: its own organisation's allocations (for the
-    network's own buyers, the network's allocations on its lines)."""
-    # Loaded with their line and year: every page that offers them shows both.
+def payable_allocations(user: User, today: date) -> list[Allocation]:
+    """The allocations a new competition of ``user``'s can be charged to on ``today``: its own
+    organisation's, of the financial year containing ``today``, with something left to commit.
+    Loaded with their line and year, which every label shows."""
     return list(db.session.scalars(
         select(Allocation).join(Allocation.line).join(BudgetLine.year)
         .options(contains_eager(Allocation.line).contains_eager(BudgetLine.year))
-        .where(Allocation.organisation_id == user.organisation_id)
-        .order_by(BudgetYear.starts_on.desc(), BudgetLine.programme, Allocation.project_title, Allocation.id)))
+        .where(Allocation.organisation_id == user.organisation_id,
+               BudgetYear.starts_on <= today, BudgetYear.ends_on >= today,
+               Allocation.committed_pence < Allocation.amount_pence)
+        .order_by(BudgetLine.programme, Allocation.project_title, Allocation.id)))
+
+
+def own_allocation(user: User, allocation_id: int | None) -> Allocation | None:
+    """One of ``user``'s organisation's allocations, with its line and year, or None (another
+    organisation's, or none at all)."""
+    if allocation_id is None:
+        return None
+    return db.session.scalar(
+        select(Allocation).join(Allocation.line).join(BudgetLine.year)
+        .options(contains_eager(Allocation.line).contains_eager(BudgetLine.year))
+        .where(Allocation.id == allocation_id, Allocation.organisation_id == user.organisation_id))
 
 
 @dataclass
