@@ -75,7 +75,7 @@ SUPPLIER = "amara@brightwater.example.org"
 WIDE_TABLE_PAGES = {
     TEAM: ["/team/budget", "/team/budget/1", "/team/suppliers", "/team/applications", "/team/audit",
            "/team/members", "/team/accounts", "/team/agreements"],
-    BUYER: ["/buyer/budget"],
+    BUYER: ["/buyer/budget", "/buyer/call-offs"],
     SUPPLIER: ["/supplier/competitions"],
 }
 
