@@ -132,6 +132,13 @@ def register(app: Flask) -> None:
             abort(404)
 
     @app.before_request
+    def refuse_nul_in_form():
+        # A NUL byte is no text a person types, and PostgreSQL refuses it in every text column
+        # (a 500 on the first INSERT): refuse the whole submission, one check for every form.
+        if request.method == "POST" and any("\x00" in value for _, value in request.form.items(multi=True)):
+            abort(400)
+
+    @app.before_request
     def start_clock():
         if not _without_database():
             clock.sync()
