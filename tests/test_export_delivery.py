@@ -237,7 +237,8 @@ def test_a_period_that_does_not_make_sense_is_sent_back(app, signed_in, fakes, s
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("text/html")
     body = response.get_data(as_text=True)
-    assert f'href="#{field}"' in body, "the error summary links to the field"
+    # A date's link goes to its Day box, which takes the focus (issue 16, item 4).
+    assert f'href="#{field}-day"' in body and f'id="{field}-day"' in body, "the error summary links to the field"
     assert f'id="{field}-error"' in body and message in body
     # What was typed is still there.
     typed = data[field]
