@@ -13,9 +13,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from dps.exports import deliver
+from dps.exports import deliver, tables
 from dps.extensions import db
-from tests.conftest import AWS_TEST_SECRET, DEFAULT_NOW, make_app, set_clock
+from tests.conftest import AWS_TEST_SECRET, DEFAULT_NOW, count_queries, make_app, set_clock
 from tests.test_export_delivery import (
     BROKEN_MESSAGE,
     MIB,
@@ -26,6 +26,7 @@ from tests.test_export_delivery import (
     rows_export,
     taken_events,
 )
+from tests.test_exports_tables import Records, read_csv, read_xlsx
 
 
 def run(app, *args: str):
@@ -160,6 +161,45 @@ def test_progress_shows_only_when_asked_or_on_a_terminal(app, install, out_dir):
     install(rows_export("contracts", rows=4, count=False, title="Uncounted"))
     counted = run(app, "export", "contracts", "--progress", "--out", str(out))
     assert counted.exit_code == 0 and counted.stderr.rstrip().endswith("Uncounted: 4 written")
+
+
+# --- Queries ---------------------------------------------------------------------------------------
+
+TABLE_EXPORTS = [("transparency", "--report", "tenders"), ("transparency", "--report", "contracts"), ("contracts",),
+                 ("contracts-finder",), ("award-notices",), ("audit",), ("xlsx",)]
+
+
+def test_each_table_export_takes_the_same_queries_for_few_rows_as_for_many(app, factory, out_dir, monkeypatch):
+    records = Records(app, factory)
+    # Two rows a fetch: each export's rows come in several fetches at either size, so a query
+    # made per row or per batch would show.
+    monkeypatch.setattr(tables, "YIELD_PER", 2)
+
+    def add_call_offs(count: int) -> None:
+        for i in range(count):  # over £30,000: in every report, Contracts Finder's too
+            records.call_off(created=f"2024-02-{1 + i % 28:02d}T10:00", value_pence=31_000_00 + i,
+                             supplier=f"Supplier {i % 4}")
+
+    def take_each() -> tuple[dict[str, int], dict[str, int]]:
+        queries, rows = {}, {}
+        for kind in TABLE_EXPORTS:
+            name = " ".join(kind)
+            out = out_dir / ("book.xlsx" if kind == ("xlsx",) else "table.csv")
+            with count_queries(app) as n:
+                result = run(app, "export", *kind, "--out", str(out))
+            assert result.exit_code == 0, (name, result.output)
+            queries[name] = n()
+            data = out.read_bytes()
+            rows[name] = (sum(len(sheet) - 1 for sheet in read_xlsx(data).values()) if kind == ("xlsx",)
+                          else len(read_csv(data)))
+        return queries, rows
+
+    add_call_offs(3)
+    few, few_rows = take_each()
+    add_call_offs(12)
+    many, many_rows = take_each()
+    assert all(many_rows[name] > few_rows[name] > 0 for name in few_rows), (few_rows, many_rows)
+    assert many == few
 
 
 # --- Failures with a local file --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from dps.exports import Filters, csvout, xlsxout
-from dps.exports.cells import as_excel, as_text, neutralise, pounds
+from dps.exports.cells import CELL_CHARACTER_LIMIT, TRUNCATED, as_excel, as_text, neutralise, pounds
 from dps.exports.tables import Column, Table
 from tests.test_exports_tables import excel_date, excel_money, read_xlsx
 
@@ -58,7 +58,17 @@ def test_numbers_are_never_neutralised_and_amounts_are_exact_pounds():
     assert as_text(-1_50, "money") == "-1.50"  # a number keeps its sign: it is not text
     assert as_text(-7, "int") == "-7"
     assert pounds(1_234_56) == Decimal("1234.56") and str(pounds(10)) == "0.10"
-    assert as_excel(1, "money") == Decimal("0.01")
+    # In a workbook an amount is a double: the one nearest the exact amount in pounds.
+    assert as_excel(1, "money") == 0.01 and as_excel(1_234_56, "money") == 1234.56
+
+
+def test_amounts_are_written_as_exact_pounds_without_going_through_decimal():
+    # The writers use integer arithmetic: it must give what Decimal pounds would, to the last digit.
+    amounts = [*range(-1_000, 1_000), *(10 ** n + d for n in range(3, 18) for d in (-1, 0, 1)),
+               2 ** 53 - 1, 2 ** 53 + 1, 123_456_789_012_345_67, -98_765_432_109_876_54]
+    for pence in amounts:
+        assert as_text(pence, "money") == str(pounds(pence)), pence
+        assert as_excel(pence, "money") == float(pounds(pence)), pence
 
 
 def test_dates_times_booleans_and_nothing():
@@ -140,7 +150,7 @@ def test_xlsx_cuts_a_cell_longer_than_excel_allows_and_says_so(app):
     with app.app_context():
         xlsxout.write_workbook(Filters(), out, tables=(_table([(long_text, 1, None, None, None, None)]),))
     row = read_xlsx(out.getvalue())["Cells test"][1]
-    assert len(row[0][1]) == xlsxout.CELL_CHARACTER_LIMIT and row[0][1].endswith(xlsxout.TRUNCATED)
+    assert len(row[0][1]) == CELL_CHARACTER_LIMIT and row[0][1].endswith(TRUNCATED)
     assert row[0][1].startswith("Môn Môn")
 
 

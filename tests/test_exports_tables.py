@@ -297,7 +297,7 @@ def test_the_transparency_columns_and_their_values(app, records):
         "Reference": tender, "Title": "Food poverty review", "Description": "Evidence & options, with residents' voices.",
         "Department": "Barking & Dagenham Council", "Start date": "2024-02-01", "End date": "2024-02-15",
         "Review date": "", "Estimated value": "12000.00", "Lot": "Lot 1: Research and policy",
-        "Status": "Closed for tenders", "Agreement reference": "CCIN-DPS-2020"}
+        "Status": "Tenders closed: bids not opened", "Agreement reference": "CCIN-DPS-2020"}
     assert "no review date" in get("transparency-tenders").description.lower()
     # The competitions of the call-offs were awarded; their status says so.
     assert {r["Status"] for r in tenders.values() if r["Reference"] != tender} == {"Awarded"}
@@ -419,8 +419,8 @@ def test_award_notices_are_grouped_by_uk_quarter_with_their_send_by_dates(app, r
 def test_the_audit_log_csv_has_every_event_of_the_period_in_chain_order(app, records, monkeypatch):
     for day in range(1, 5):
         records.call_off(created=f"2024-02-0{day}T10:00", value_pence=6_000_00)
-    # Small keyset batches, so the test crosses several batch boundaries.
-    monkeypatch.setattr(tables, "AUDIT_BATCH", 3)
+    # Small fetches, so the stream crosses several fetch boundaries.
+    monkeypatch.setattr(tables, "YIELD_PER", 3)
     rows = csv_rows(app, "audit")
     with app.app_context():
         events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()

@@ -4,43 +4,58 @@ UTF-8 with a byte order mark, so Excel opens "£", "ô" and "Môn" as they are r
 a Windows code page; RFC 4180 quoting and line ends (the csv module's defaults). Every text cell
 is neutralised (``cells.neutralise``); numbers and dates are written plainly (1234.56,
 2023-06-01) so they read back exactly.
+
+The rows are written into a text buffer, handed to the binary file encoded, in chunks of about
+64 KiB: a ``TextIOWrapper`` on a file that can also be read would encode each row on its own and
+reset its decoder at every write.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+from operator import call
 from typing import IO, TYPE_CHECKING
 
 from . import Filters, Progress, no_progress
-from .cells import as_text, neutralise
+from .cells import neutralise, text_cell
 
 if TYPE_CHECKING:
     from .tables import Table
 
 PROGRESS_EVERY = 500
+CHUNK_CHARACTERS = 64 * 1024
 
 
 def write_table(table: Table, filters: Filters, out: IO[bytes], progress: Progress = no_progress) -> int:
     """Write the header row and every row of ``table`` for ``filters`` into the binary file
     ``out`` (left open). Returns how many rows were written."""
-    text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
-    try:
-        writer = csv.writer(text)
-        writer.writerow([neutralise(heading) for heading in table.headings])
-        kinds = [column.kind for column in table.columns]
-        written = pending = 0
-        for row in table.rows(filters):
-            # strict: a row with a cell too many or too few is a bug, never a shifted column.
-            writer.writerow([as_text(value, kind) for value, kind in zip(row, kinds, strict=True)])
-            written += 1
-            pending += 1
-            if pending == PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-        if pending:
+    buffer = io.StringIO()
+    writerow = csv.writer(buffer).writerow
+
+    def hand_over() -> None:
+        out.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
+
+    out.write(codecs.BOM_UTF8)
+    writerow([neutralise(heading) for heading in table.headings])
+    cells = [text_cell(column.kind) for column in table.columns]
+    width = len(cells)
+    written = pending = 0
+    for row in table.rows(filters):
+        if len(row) != width:  # a cell too many or too few is a bug, never a shifted column
+            raise ValueError(f"{table.name}: a row of {len(row)} cells for {width} columns")
+        writerow(map(call, cells, row))
+        if buffer.tell() >= CHUNK_CHARACTERS:
+            hand_over()
+        pending += 1
+        if pending == PROGRESS_EVERY:
+            written += pending
             progress(pending)
-        text.flush()
-        return written
-    finally:
-        # Hand the binary file back to the caller open (closing the wrapper would close it).
-        text.detach()
+            pending = 0
+    hand_over()
+    if pending:
+        written += pending
+        progress(pending)
+    return written

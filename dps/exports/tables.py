@@ -7,8 +7,8 @@ and a ``rows(filters)`` generator of plain values (pence, dates, aware datetimes
 ``csvout`` writes as CSV and ``xlsxout`` as one sheet of a workbook (``cells`` converts and
 neutralises each value). Rows come from one query per table that selects only the columns it
 needs (no object per row, so nothing is loaded lazily, one query whatever the number of rows),
-streamed ``yield_per`` rows at a time; the audit log is read in keyset batches of id. Memory
-stays flat however long the table.
+executed as Core and streamed ``yield_per`` rows at a time (a server-side cursor on PostgreSQL),
+the audit log's too. Memory stays flat however long the table.
 
 Periods (``Filters``) are whole days in Europe/London, both ends inclusive. Each table says in
 its description which date the period applies to.
@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from functools import partial
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache, partial
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import DateTime, Dialect, Row, Select, String, Text, and_, cast, func, or_, select, type_coerce
 from sqlalchemy.orm import aliased
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .. import clock
 from ..extensions import db
@@ -46,12 +47,13 @@ from ..models import (
     Lot,
     Organisation,
 )
+from ..models.competitions import STAGE_LABELS, Stage
+from ..services.audit_log import seal_export_rows
 from . import LONDON, Export, Filters, register
 from .cells import KINDS, utc_iso
 from .csvout import write_table
 
-YIELD_PER = 500
-AUDIT_BATCH = 1000
+YIELD_PER = 1000
 # Local Government Transparency Code 2015: tenders and contracts "over £5,000" (strictly).
 TRANSPARENCY_OVER_PENCE = 5_000_00
 # Contracts Finder: £25,000 excluding VAT up to and including 20 December 2022; from 21 December
@@ -115,9 +117,12 @@ def _within(column, filters: Filters) -> list:
     return clauses
 
 
-def _stream(statement: Select) -> Iterator[Any]:
-    """Rows of ``statement``, fetched YIELD_PER at a time (a server-side cursor on PostgreSQL)."""
-    result = db.session.execute(statement.execution_options(yield_per=YIELD_PER))
+def _stream(statement: Select) -> Iterator[Row]:
+    """Rows of ``statement``, fetched YIELD_PER at a time (a server-side cursor on PostgreSQL).
+
+    Executed as Core on the session's connection (in its transaction): the rows are plain tuples
+    of the columns, with none of the ORM's work for each row."""
+    result = db.session.connection().execute(statement.execution_options(yield_per=YIELD_PER))
     try:
         yield from result
     finally:
@@ -126,6 +131,37 @@ def _stream(statement: Select) -> Iterator[Any]:
 
 def _count(statement: Select) -> int:
     return db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery())) or 0
+
+
+class _Moment(TypeDecorator):
+    """A UTCDateTime column as an export reads it: the same aware UTC datetimes, for less.
+
+    UTCDateTime reads a moment through the driver's datetime, then ``datetime.replace`` to make
+    it aware (on SQLite, which stores naive UTC text); at a million rows that is a second of the
+    audit log's export. Here SQLite's text is read with its offset added, which is one C call,
+    ``fromisoformat('2024-06-03 08:00:00.000000+00:00')``; PostgreSQL's aware datetimes are put in
+    UTC as UTCDateTime does. For reading only: ``_moment(column)`` in a select list."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        # SQLite: the stored text itself, unparsed.
+        return dialect.type_descriptor(String() if dialect.name == "sqlite" else self.impl)
+
+    def process_bind_param(self, value, dialect):
+        raise TypeError("_Moment is for reading moments only; compare with the column itself")
+
+    def process_result_value(self, value, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return datetime.fromisoformat(value + "+00:00")
+        return value.astimezone(timezone.utc)
+
+
+def _moment(column) -> Any:
+    return type_coerce(column, _Moment())
 
 
 def london_day(moment: datetime) -> date:
@@ -185,17 +221,6 @@ def _threshold_label(day: date) -> str:
 
 
 # Statuses of a published competition, as the buyer's pages name them.
-def _tender_status(now: datetime, tender_deadline: datetime, cancelled_at, closed_without_award_at,
-                   award_id, award_confirmed_at) -> str:
-    if cancelled_at is not None:
-        return "Cancelled"
-    if closed_without_award_at is not None:
-        return "Closed with no award"
-    if award_id is not None:
-        return "Awarded" if award_confirmed_at is not None else "Award intended (standstill)"
-    return "Open for tenders" if now < tender_deadline else "Closed for tenders"
-
-
 Buyer = aliased(Organisation, name="buyer")
 Supplier = aliased(Organisation, name="supplier")
 
@@ -235,16 +260,16 @@ TENDER_COLUMNS = (
 )
 
 
-def _tenders(filters: Filters) -> Select:
+def _tenders(filters: Filters, now: datetime) -> Select:
+    # The status is the competition's stage (Competition.stage_at: the lifecycle's SQL form).
     return (select(Competition.reference, Competition.title, Competition.description, Buyer.name,
-                   Competition.published_at, Competition.tender_deadline, Competition.estimated_value_pence,
-                   Lot.number, Lot.title, Competition.cancelled_at, Competition.closed_without_award_at,
-                   Award.id, Award.confirmed_at, Agreement.reference)
+                   _moment(Competition.published_at), _moment(Competition.tender_deadline),
+                   Competition.estimated_value_pence, Lot.number, Lot.title, Competition.stage_at(now),
+                   Agreement.reference)
             .select_from(Competition)
             .join(Buyer, Buyer.id == Competition.buyer_organisation_id)
             .join(Lot, Lot.id == Competition.lot_id)
             .join(Agreement, Agreement.id == Lot.agreement_id)
-            .outerjoin(Award, Award.competition_id == Competition.id)
             .where(Competition.published_at.is_not(None),
                    Competition.estimated_value_pence > TRANSPARENCY_OVER_PENCE,
                    *_within(Competition.published_at, filters), *_of_agreement(filters))
@@ -252,12 +277,10 @@ def _tenders(filters: Filters) -> Select:
 
 
 def tender_rows(filters: Filters) -> Iterator[tuple]:
-    now = clock.now()
     for (reference, title, description, buyer, published_at, deadline, value, lot_number, lot_title,
-         cancelled_at, no_award_at, award_id, confirmed_at, agreement) in _stream(_tenders(filters)):
+         stage, agreement) in _stream(_tenders(filters, clock.now())):
         yield (reference, title, description, buyer, london_day(published_at), london_day(deadline), None,
-               value, _lot(lot_number, lot_title),
-               _tender_status(now, deadline, cancelled_at, no_award_at, award_id, confirmed_at), agreement)
+               value, _lot(lot_number, lot_title), STAGE_LABELS[Stage(stage)].buyer, agreement)
 
 
 TRANSPARENCY_TENDERS = Table(
@@ -271,7 +294,7 @@ TRANSPARENCY_TENDERS = Table(
     sheet="Transparency tenders",
     columns=TENDER_COLUMNS,
     rows=tender_rows,
-    count=lambda filters: _count(_tenders(filters)),
+    count=lambda filters: _count(_tenders(filters, clock.now())),
 )
 
 
@@ -342,8 +365,8 @@ def _register(filters: Filters) -> Select:
         Agreement.reference, CallOff.reference, Competition.reference, Competition.title, Buyer.name,
         Supplier.name, Lot.number, Lot.title, BudgetYear.label, BudgetLine.programme, Allocation.project_title,
         CallOff.value_pence, CallOff.irrecoverable_vat_pence, CallOff.paid_pence, CallOff.starts_on,
-        CallOff.ends_on, Award.decided_at, CallOff.created_at, Award.standstill_ends_at, Award.not_best_reason,
-        filters=filters)
+        CallOff.ends_on, _moment(Award.decided_at), _moment(CallOff.created_at),
+        Award.standstill_ends_at.is_not(None), Award.not_best_reason, filters=filters)
         .join(Award, Award.id == CallOff.award_id)
         .join(Allocation, Allocation.id == CallOff.allocation_id)
         .join(BudgetLine, BudgetLine.id == Allocation.line_id)
@@ -353,10 +376,10 @@ def _register(filters: Filters) -> Select:
 def register_rows(filters: Filters) -> Iterator[tuple]:
     for (agreement, reference, competition_reference, title, buyer, supplier, lot_number, lot_title, year,
          programme, project, value, irrecoverable_vat, paid, starts_on, ends_on, decided_at, created_at,
-         standstill_ends_at, not_best_reason) in _stream(_register(filters)):
+         standstill_used, not_best_reason) in _stream(_register(filters)):
         yield (agreement, reference, competition_reference, title, buyer, supplier, _lot(lot_number, lot_title),
                year, programme, project, value, irrecoverable_vat, paid, value - paid, starts_on, ends_on, decided_at,
-               created_at, standstill_ends_at is not None, not_best_reason is not None, not_best_reason)
+               created_at, standstill_used, not_best_reason is not None, not_best_reason)
 
 
 CONTRACTS_REGISTER = Table(
@@ -389,7 +412,7 @@ def _finder(filters: Filters) -> Select:
     change = _change_moment()
     return _call_offs(
         Agreement.reference, CallOff.reference, Competition.title, Buyer.name, Supplier.name, CallOff.value_pence,
-        CallOff.created_at, filters=filters,
+        _moment(CallOff.created_at), filters=filters,
     ).where(or_(and_(CallOff.created_at < change, CallOff.value_pence >= CONTRACTS_FINDER_OLD_PENCE),
                 and_(CallOff.created_at >= change, CallOff.value_pence >= CONTRACTS_FINDER_NEW_PENCE)))
 
@@ -429,14 +452,21 @@ def _notices(filters: Filters) -> Select:
     # Each agreement's notices are its own batch (reg 50(4) groups the call-offs under one DPS):
     # by agreement, then by the moment each was entered into, so by quarter and then date.
     return _call_offs(Agreement.reference, CallOff.reference, Competition.title, Buyer.name, Supplier.name,
-                      CallOff.value_pence, CallOff.created_at, filters=filters, order_by=(Agreement.reference,))
+                      CallOff.value_pence, _moment(CallOff.created_at), filters=filters,
+                      order_by=(Agreement.reference,))
+
+
+@lru_cache(maxsize=4096)
+def _notice_batch(day: date) -> tuple[str, date]:
+    """The quarter a call-off entered into on ``day`` is notified in, and its send-by date (the
+    same for every call-off of the day: worked out once a day, not once a row)."""
+    return quarter_label(*quarter_of(day)), award_notice_send_by(day)
 
 
 def notice_rows(filters: Filters) -> Iterator[tuple]:
     for agreement, reference, title, buyer, supplier, value, created_at in _stream(_notices(filters)):
         day = london_day(created_at)
-        yield (agreement, quarter_label(*quarter_of(day)), award_notice_send_by(day), reference, title, buyer,
-               supplier, value, day)
+        yield (agreement, *_notice_batch(day), reference, title, buyer, supplier, value, day)
 
 
 AWARD_NOTICES = Table(
@@ -462,9 +492,26 @@ AUDIT_COLUMNS = (
 )
 
 
+# An event's data is read as the JSON text stored and decoded here, with one decoder and one
+# encoder for every row (json.loads and json.dumps make one a call).
+_decoder = json.JSONDecoder()
+_encode_data = json.JSONEncoder(sort_keys=True, ensure_ascii=False, check_circular=False, default=str).encode
+
+
+def _data_json(stored: str) -> str:
+    """The Data column: the event's data with its keys sorted and its letters as they are."""
+    try:  # as json.dumps stored it: no white space around it to skip
+        data, end = _decoder.raw_decode(stored)
+    except json.JSONDecodeError:
+        end = None
+    if end != len(stored):  # anything else is decoded in full (or refused, saying why)
+        data = _decoder.decode(stored)
+    return _encode_data(data)
+
+
 def _audit(filters: Filters) -> Select:
-    return (select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.actor_label, Organisation.name,
-                   AuditEvent.action, AuditEvent.object_type, AuditEvent.object_id, AuditEvent.data,
+    return (select(AuditEvent.id, _moment(AuditEvent.occurred_at), AuditEvent.actor_label, Organisation.name,
+                   AuditEvent.action, AuditEvent.object_type, AuditEvent.object_id, cast(AuditEvent.data, Text),
                    AuditEvent.ip_address, AuditEvent.prev_hash, AuditEvent.hash)
             .select_from(AuditEvent)
             .outerjoin(Organisation, Organisation.id == AuditEvent.organisation_id)
@@ -472,20 +519,11 @@ def _audit(filters: Filters) -> Select:
 
 
 def audit_rows(filters: Filters) -> Iterator[tuple]:
-    """In id order (the chain's order), read in keyset batches: each query starts after the last
-    id read, so it costs the same at row 1 and at row 1,000,000, and no cursor stays open."""
-    last_id = 0
-    while True:
-        batch = db.session.execute(
-            _audit(filters).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(AUDIT_BATCH)).all()
-        for (event_id, occurred_at, actor, organisation, action, object_type, object_id, data, ip_address,
-             prev_hash, hash_) in batch:
-            yield (event_id, occurred_at, utc_iso(occurred_at), actor, organisation, action, object_type,
-                   object_id, json.dumps(data, sort_keys=True, ensure_ascii=False, default=str), ip_address,
-                   prev_hash, hash_)
-        if len(batch) < AUDIT_BATCH:
-            return
-        last_id = batch[-1][0]
+    """In id order, the chain's order: one query, streamed."""
+    for (event_id, occurred_at, actor, organisation, action, object_type, object_id, data, ip_address,
+         prev_hash, hash_) in _stream(_audit(filters).order_by(AuditEvent.id)):
+        yield (event_id, occurred_at, utc_iso(occurred_at), actor, organisation, action, object_type, object_id,
+               _data_json(data), ip_address, prev_hash, hash_)
 
 
 AUDIT_LOG = Table(
@@ -497,7 +535,8 @@ AUDIT_LOG = Table(
                  "events (and those of no agreement), whichever agreement is chosen."),
     sheet="Audit log",
     columns=AUDIT_COLUMNS,
-    rows=audit_rows,
+    # Before a competition's deadline its bids' events are "bid activity" (DESIGN 5, issue 14).
+    rows=lambda filters: seal_export_rows(audit_rows(filters)),
     count=lambda filters: _count(_audit(filters)),
     by_agreement=False,
 )

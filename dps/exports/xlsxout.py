@@ -5,7 +5,8 @@ starts, so memory stays flat however many rows there are. It writes to a file na
 workbook is made in a temporary folder and then copied into ``out`` in chunks.
 
 Nothing in the data ever becomes a formula or a link: text goes through ``write_string`` (after
-``cells.neutralise``, so it stays inert when the sheet is saved as CSV), amounts through
+``cells.neutralise``, so it stays inert when the sheet is saved as CSV, and cut to Excel's limit of
+characters in a cell, saying so), amounts through
 ``write_number`` in pounds with a £ format, dates as Excel dates; the workbook's own options turn
 off xlsxwriter's guessing of formulas, links and numbers in strings as a second guard.
 
@@ -17,23 +18,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date, datetime
-from decimal import Decimal
-from typing import IO
+from typing import IO, Callable
 
 import xlsxwriter
+from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from .. import clock
 from . import Export, Filters, Progress, iter_chunks, no_progress, register
-from .cells import as_excel, neutralise
+from .cells import excel_cell, neutralise
 from .tables import TABLES, Table
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-# Excel's limits: rows per sheet (the header is one of them) and characters per cell.
+# Excel's limit of rows per sheet (the header is one of them); its limit of characters per cell
+# is the cells module's.
 SHEET_ROW_LIMIT = 1_048_576
-CELL_CHARACTER_LIMIT = 32_767
-TRUNCATED = " [cut to fit Excel's cell limit: the CSV export has it in full]"
 PROGRESS_EVERY = 500
 WORKBOOK_OPTIONS = {
     "constant_memory": True,
@@ -42,61 +41,51 @@ WORKBOOK_OPTIONS = {
     "strings_to_numbers": False,
 }
 COLUMN_WIDTHS = {"text": 30, "money": 14, "date": 12, "datetime": 20, "int": 10, "bool": 8}
+# The worksheet method that writes a column of each kind (its format: the workbook's for the kind).
+WRITE_METHODS = {"text": "write_string", "bool": "write_string", "money": "write_number", "int": "write_number",
+                 "date": "write_datetime", "datetime": "write_datetime"}
 
 
-def _fit(text: str) -> str:
-    if len(text) <= CELL_CHARACTER_LIMIT // 2:
-        return text
-    if len(text.encode("utf-16-le")) // 2 <= CELL_CHARACTER_LIMIT:
-        return text
-    keep = CELL_CHARACTER_LIMIT - len(TRUNCATED)
-    cut = text[:keep]
-    while len(cut.encode("utf-16-le")) // 2 > keep:  # characters outside the BMP count twice
-        cut = cut[:-1]
-    return cut + TRUNCATED
+# A column's cell: how its value becomes an XLSX value, the method that writes that, and its format.
+Cell = tuple[Callable[[object], object], Callable[..., int], Format | None]
 
 
 class _Sheets:
     """The sheets of one table: a continuation sheet when Excel's row limit is reached."""
 
-    def __init__(self, workbook: xlsxwriter.Workbook, table: Table, formats: dict):
+    def __init__(self, workbook: xlsxwriter.Workbook, table: Table, formats: dict[str, Format]):
         self.workbook, self.table, self.formats = workbook, table, formats
         self.part = 0
         self.sheet: Worksheet
+        self.cells: list[Cell]
         self.row = 0
         self._new_sheet()
 
     def _new_sheet(self) -> None:
         self.part += 1
         name = self.table.sheet if self.part == 1 else f"{self.table.sheet[:25]} ({self.part})"
-        self.sheet = self.workbook.add_worksheet(name)
+        self.sheet = sheet = self.workbook.add_worksheet(name)
         # Column widths before any row: constant-memory mode writes rows out as it goes.
         for index, column in enumerate(self.table.columns):
-            self.sheet.set_column(index, index, COLUMN_WIDTHS[column.kind])
+            sheet.set_column(index, index, COLUMN_WIDTHS[column.kind])
         for index, heading in enumerate(self.table.headings):
-            self.sheet.write_string(0, index, neutralise(heading), self.formats["heading"])
-        self.sheet.freeze_panes(1, 0)
+            sheet.write_string(0, index, neutralise(heading), self.formats["heading"])
+        sheet.freeze_panes(1, 0)
+        self.cells = [self._cell(column.kind) for column in self.table.columns]
         self.row = 1
+
+    def _cell(self, kind: str) -> Cell:
+        """Looked up once per column of the sheet, not once per cell."""
+        return excel_cell(kind), getattr(self.sheet, WRITE_METHODS[kind]), self.formats.get(kind)
 
     def append(self, row: tuple) -> None:
         if self.row >= SHEET_ROW_LIMIT:
             self._new_sheet()
-        sheet, formats, r = self.sheet, self.formats, self.row
-        for index, (value, column) in enumerate(zip(row, self.table.columns, strict=True)):
-            cell = as_excel(value, column.kind)
-            if cell is None:
-                continue  # an empty cell
-            if isinstance(cell, str):
-                sheet.write_string(r, index, _fit(cell))
-            elif isinstance(cell, Decimal):
-                sheet.write_number(r, index, float(cell), formats["money"])
-            elif isinstance(cell, datetime):
-                sheet.write_datetime(r, index, cell, formats["datetime"])
-            elif isinstance(cell, date):
-                sheet.write_datetime(r, index, cell, formats["date"])
-            else:
-                sheet.write_number(r, index, cell)
-        self.row += 1
+        r = self.row
+        for col, (value, (convert, write, cell_format)) in enumerate(zip(row, self.cells, strict=True)):
+            if value is not None:  # else an empty cell
+                write(r, col, convert(value), cell_format)
+        self.row = r + 1
 
 
 def tables_for(filters: Filters) -> tuple[Table, ...]:
@@ -127,7 +116,7 @@ def write_workbook(filters: Filters, out: IO[bytes], progress: Progress = no_pro
             # The service's clock, so a training sandbox's workbook carries its simulated date.
             "created": clock.now().replace(tzinfo=None),
         })
-        formats = {
+        formats = {  # made once: the heading's, and each kind's that has one
             "heading": workbook.add_format({"bold": True}),
             "money": workbook.add_format({"num_format": "£#,##0.00"}),
             "date": workbook.add_format({"num_format": "yyyy-mm-dd"}),
